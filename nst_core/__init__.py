@@ -1,0 +1,32 @@
+"""nst-core: neural style transfer (Gatys et al.) as a headless, pluggable engine.
+
+Public API::
+
+    from nst_core import Config, stylize, stylize_files
+    result = stylize_files("photo.jpg", ["painting.jpg"], "out.png", config=Config(size=512))
+"""
+
+from .config import Config
+from .engine import stylize, stylize_files
+from .errors import ConfigError, InputError, NstError, OptimizationError, PluginError, WeightsError
+from .hookspecs import hookimpl, hookspec
+from .records import Progress, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "InputError",
+    "NstError",
+    "OptimizationError",
+    "PluginError",
+    "Progress",
+    "Result",
+    "WeightsError",
+    "hookimpl",
+    "hookspec",
+    "stylize",
+    "stylize_files",
+    "__version__",
+]

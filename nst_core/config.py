@@ -1,0 +1,165 @@
+"""The one frozen, keyword-only dataclass that holds every setting of a run.
+
+Values are checked when a :class:`Config` is made (types, ranges, choices known here). Names
+that depend on what plugins registered (models, layers, colour and init methods) are checked by
+the engine against the registries, so that a third-party name is as valid as a built-in one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ConfigError
+
+#: The paper's layers (Gatys et al. 2016): content ``relu4_2``, style ``relu1_1`` … ``relu5_1``.
+DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+POOLINGS = ("avg", "max")
+OPTIMIZERS = ("lbfgs", "adam")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every setting of one style-transfer run.
+
+    Loss weights are dimensionless: each content and style layer's loss is divided by the size
+    of its target (see :mod:`nst_core.losses`), so the same weights mean the same at any image
+    size and for any network's activation scale.
+    """
+
+    # --- size -----------------------------------------------------------------------------
+    #: Long side of the output in pixels; ``None`` keeps the content image's size.
+    size: int | None = 512
+    #: Style image long side relative to the output's long side.
+    style_scale: float = 1.0
+
+    # --- network ----------------------------------------------------------------------------
+    #: Feature extractor name (``vgg16``, ``vgg19`` or a plugin's); ``None``: the weights
+    #: file's architecture, else ``vgg19`` (the paper's network).
+    model: str | None = None
+    #: Weights file; ``None``: ``$NST_CORE_WEIGHTS``, then the cache, then a download.
+    weights: str | None = None
+    pooling: str = "avg"
+
+    # --- losses -------------------------------------------------------------------------------
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    #: Relative weight of each style layer (same length as ``style_layers``); ``None``: equal.
+    style_layer_weights: tuple[float, ...] | None = None
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.1
+    #: Blend weights of several style images (same length as the styles); ``None``: equal.
+    style_blend: tuple[float, ...] | None = None
+
+    # --- optimization ----------------------------------------------------------------------------
+    optimizer: str = "lbfgs"
+    #: Number of loss evaluations (each one forward and backward pass of the network).
+    iterations: int = 200
+    #: Adam's initial learning rate, in units of the [0, 1] pixel range.
+    learning_rate: float = 0.02
+    #: Start image: ``content``, ``noise``, ``image`` (needs ``init_image``) or a plugin's.
+    init: str = "content"
+    init_image: str | None = None
+    seed: int = 0
+
+    # --- colour -----------------------------------------------------------------------------------
+    #: Colour-preservation method (``none`` or a registered method).
+    preserve_color: str = "none"
+
+    # --- hardware ---------------------------------------------------------------------------------
+    #: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` …
+    device: str = "auto"
+    precision: str = "fp32"
+
+    # --- reporting -------------------------------------------------------------------------------
+    #: Report the current best image through ``nst_intermediate`` every N steps (0: never).
+    save_every: int = 0
+
+    #: Settings for third-party plugins, by name; nst-core itself never reads them.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_int("size", self.size, minimum=16, optional=True)
+        _check_float("style_scale", self.style_scale, minimum=0.05, maximum=8.0)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _check_float(name, getattr(self, name), minimum=0.0)
+        _check_float("learning_rate", self.learning_rate, minimum=1e-8, maximum=10.0)
+        _check_int("iterations", self.iterations, minimum=1)
+        _check_int("save_every", self.save_every, minimum=0)
+        _check_int("seed", self.seed, minimum=0)
+        for name in ("content_layers", "style_layers"):
+            layers = _as_tuple(name, getattr(self, name))
+            if not all(isinstance(layer, str) and layer for layer in layers):
+                raise ConfigError(f"{name} must be layer names, got {layers!r}")
+            if len(set(layers)) != len(layers):
+                raise ConfigError(f"{name} lists a layer twice: {', '.join(layers)}")
+            object.__setattr__(self, name, layers)
+        if not self.content_layers and not self.style_layers:
+            raise ConfigError("at least one content or style layer is needed")
+        if self.style_layer_weights is not None:
+            weights = _check_weights("style_layer_weights", self.style_layer_weights)
+            if len(weights) != len(self.style_layers):
+                raise ConfigError(
+                    f"style_layer_weights has {len(weights)} values for "
+                    f"{len(self.style_layers)} style layers"
+                )
+            object.__setattr__(self, "style_layer_weights", weights)
+        if self.style_blend is not None:
+            object.__setattr__(self, "style_blend", _check_weights("style_blend", self.style_blend))
+        if self.init == "image" and not self.init_image:
+            raise ConfigError("init 'image' needs init_image (a path to the start image)")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"device must be a name such as 'cpu' or 'cuda', got {self.device!r}")
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _as_tuple(name: str, value: Any) -> tuple:
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{name} must be a sequence, got {value!r}")
+    return tuple(value)
+
+
+def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _check_float(name: str, value: Any, *, minimum: float, maximum: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if not minimum <= value <= maximum:
+        bounds = f"at least {minimum}" if maximum == math.inf else f"between {minimum} and {maximum}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_weights(name: str, values: Any) -> tuple[float, ...]:
+    weights = _as_tuple(name, values)
+    for value in weights:
+        _check_float(name, value, minimum=0.0)
+    if not weights or sum(weights) <= 0:
+        raise ConfigError(f"{name} must hold at least one positive value, got {weights!r}")
+    return tuple(float(w) for w in weights)

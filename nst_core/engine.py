@@ -1,0 +1,233 @@
+"""One style-transfer run: images → features → losses → optimization → colour → image.
+
+:func:`stylize` works on arrays and is what every front end calls; :func:`stylize_files` adds
+file input and output around it (alpha kept aside and put back, atomic writes, inputs never
+overwritten). Neither prints: they report through the run hooks of :mod:`nst_core.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Config
+from .errors import ConfigError, InputError
+from .features import check_layers
+from .image import load_image, long_side_size, resize_to, save_image, to_array, to_tensor
+from .optim import optimize
+from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
+from .records import Progress, Result
+from .weights import infer_model
+
+DEFAULT_MODEL = "vgg19"
+
+
+def stylize(
+    content: np.ndarray,
+    styles: Sequence[np.ndarray],
+    *,
+    config: Config | None = None,
+    plugins: Iterable[Any] = (),
+) -> Result:
+    """Paint ``content`` in the style of ``styles``.
+
+    :param content: ``H×W×3`` float array in ``[0, 1]``.
+    :param styles: one or more ``H×W×3`` float arrays in ``[0, 1]``.
+    :param config: every setting; ``Config()`` when omitted.
+    :param plugins: objects with hook implementations (progress listeners, cancel checks) that
+        take part in this run only.
+    :return: the best image reached, its losses and what ran.
+    """
+    config = config or Config()
+    started = time.perf_counter()
+    content = _check_array("content", content)
+    styles = [_check_array(f"style {i + 1}", s) for i, s in enumerate(styles)]
+    pm = get_plugin_manager()
+    with plugins_registered(pm, plugins):
+        run = _Run(config, build_registries(pm), pm.hook, started)
+        return run.execute(content, styles)
+
+
+def stylize_files(
+    content_path: str | PathLike,
+    style_paths: Sequence[str | PathLike],
+    output_path: str | PathLike,
+    *,
+    config: Config | None = None,
+    plugins: Iterable[Any] = (),
+) -> Result:
+    """Stylize image files and write the result to ``output_path`` atomically.
+
+    The content's alpha channel is kept aside and put back on the output (resized); a 16-bit
+    content image gives a 16-bit output where the format allows. The output is written even when
+    the run is cancelled (the best image so far); it may never be one of the input files.
+    """
+    config = config or Config()
+    inputs = [Path(content_path), *map(Path, style_paths)]
+    if config.init_image:
+        inputs.append(Path(config.init_image))
+    save_image_check = _output_checker(Path(output_path), inputs)
+    content = load_image(content_path)
+    styles = [load_image(path).rgb for path in style_paths]
+    result = stylize(content.rgb, styles, config=config, plugins=plugins)
+    alpha = None
+    if content.alpha is not None:
+        alpha = np.clip(resize_to(content.alpha, result.image.shape[:2]), 0.0, 1.0)
+    save_image_check()
+    save_image(output_path, result.image, alpha=alpha, bit_depth=content.bit_depth, protect=inputs)
+    return dataclasses.replace(result, alpha=alpha)
+
+
+def _output_checker(output: Path, inputs: Sequence[Path]) -> Callable[[], None]:
+    """Check the output path before any work is done; return a re-check for just before saving."""
+
+    def check() -> None:
+        if output.is_dir():
+            raise InputError(f"output '{output}' is a folder; give a file name such as out.png")
+        if not output.parent.is_dir():
+            raise InputError(f"cannot write '{output}': folder '{output.parent}' does not exist")
+        for path in inputs:
+            same = output.resolve() == path.resolve()
+            if not same and output.exists() and path.exists():
+                with contextlib.suppress(OSError):
+                    same = output.samefile(path)
+            if same:
+                raise InputError(f"refusing to overwrite input file '{path}'; choose another output path")
+
+    check()
+    return check
+
+
+def _check_array(name: str, array: Any) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+        raise InputError(f"{name} image must be H×W×3 RGB, got shape {array.shape}")
+    return array.astype(np.float32, copy=False)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; a named CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+class _Run:
+    """The state of one :func:`stylize` call."""
+
+    def __init__(self, config: Config, registries: Registries, hook: Any, started: float) -> None:
+        self.config = config
+        self.hook = hook
+        self.started = started
+        self.color = registries.color_methods.get(config.preserve_color)
+        self.init = registries.init_methods.get(config.init)
+        self.model = config.model or infer_model(config) or DEFAULT_MODEL
+        self.spec = registries.extractors.get(self.model)
+        check_layers(config.content_layers, self.spec.layer_names, model=self.model)
+        check_layers(config.style_layers, self.spec.layer_names, model=self.model)
+        self.terms = {
+            name: term for name, factory in registries.losses.items() if (term := factory(config)) is not None
+        }
+        if not self.terms:
+            raise ConfigError("every loss weight is zero: nothing to optimize")
+        self.device = resolve_device(config.device)
+
+    def execute(self, content: np.ndarray, styles: list[np.ndarray]) -> Result:
+        config = self.config
+        if not styles:
+            raise InputError("at least one style image is needed")
+        blend = self._blend(len(styles))
+        out_hw = long_side_size(content.shape[:2], config.size)
+        content = resize_to(content, out_hw)
+        style_long_side = max(16, round(max(out_hw) * config.style_scale))
+        styles = [resize_to(s, long_side_size(s.shape[:2], style_long_side)) for s in styles]
+        content_for_run, styles_for_run, color_state = self.color.prepare(content, styles, config=config)
+
+        layer_order = self.spec.layer_names
+        layers = sorted({name for term in self.terms.values() for name in term.layers}, key=layer_order.index)
+        if not layers:  # e.g. only total variation: the network still needs one layer to build
+            layers = [layer_order[0]]
+        extractor = self.spec.build(config=config, layers=layers, device=self.device)
+        source = getattr(extractor, "source", self.model)
+        self.hook.nst_notice(message=f"{self.model} with weights from {source}, on {self.device}")
+
+        content_tensor = to_tensor(content_for_run, self.device)
+        with torch.no_grad(), self._autocast():
+            content_features = extractor(content_tensor)
+            for term in self.terms.values():
+                term.set_content_targets(content_features)
+            del content_features
+            style_features = [extractor(to_tensor(s, self.device)) for s in styles_for_run]
+            for term in self.terms.values():
+                term.set_style_targets(style_features, blend)
+            del style_features
+
+        generator = torch.Generator().manual_seed(config.seed)
+        start = self.init(content=content_tensor, config=config, generator=generator)
+
+        def objective(image: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+            with self._autocast():
+                features = extractor(image)
+            losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
+            return sum(losses.values()), losses
+
+        def finish(image: torch.Tensor) -> np.ndarray:
+            return np.clip(self.color.finish(to_array(image), content, color_state, config=config), 0.0, 1.0)
+
+        def on_step(step: int, losses: Mapping[str, float], best: Callable[[], torch.Tensor]) -> bool:
+            progress = Progress(
+                step=step, total=config.iterations, losses=losses, elapsed=time.perf_counter() - self.started
+            )
+            self.hook.nst_progress(progress=progress)
+            if config.save_every and step % config.save_every == 0:
+                self.hook.nst_intermediate(image=finish(best()), progress=progress)
+            return bool(self.hook.nst_should_cancel(progress=progress))
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            outcome = optimize(start, objective, config=config, on_step=on_step)
+
+        result = Result(
+            image=finish(outcome.best_image),
+            losses=outcome.best_losses,
+            steps=outcome.steps,
+            best_step=outcome.best_step,
+            elapsed=time.perf_counter() - self.started,
+            cancelled=outcome.cancelled,
+            info={
+                "model": self.model,
+                "weights": str(source),
+                "device": str(self.device),
+                "precision": config.precision,
+                "size": f"{out_hw[1]}x{out_hw[0]}",
+            },
+        )
+        self.hook.nst_result(result=result)
+        return result
+
+    def _blend(self, count: int) -> list[float]:
+        blend = self.config.style_blend or (1.0,) * count
+        if len(blend) != count:
+            raise ConfigError(f"style blend has {len(blend)} weights for {count} style images")
+        return [b / sum(blend) for b in blend]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        precision = self.config.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)

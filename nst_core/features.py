@@ -1,0 +1,159 @@
+"""VGG-16 / VGG-19 feature extractors with named layers, cut after the deepest layer needed.
+
+Layer names follow the paper: ``conv{block}_{n}``, ``relu{block}_{n}``, ``pool{block}``. The
+layer tables mirror torchvision's ``models/vgg.py`` (configurations "D" and "E"), so a torchvision
+``vgg16().features`` state dict loads as it is: its keys are the module indices below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .config import Config
+from .errors import ConfigError
+from .hookspecs import hookimpl
+from .registry import ExtractorSpec
+
+#: Output channels of each convolution, ``"M"`` for a pooling layer (torchvision's cfgs D and E).
+VGG_CONFIGS: Mapping[str, tuple[int | str, ...]] = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (
+        64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+        512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
+    ),
+}
+
+#: ImageNet statistics of torchvision's input convention (RGB in [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg_layer_names(model: str) -> tuple[str, ...]:
+    """Every layer name of ``model`` in network order (index ``i`` is torchvision's module ``i``)."""
+    names: list[str] = []
+    block, conv = 1, 0
+    for item in VGG_CONFIGS[model]:
+        if item == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+    return tuple(names)
+
+
+def vgg_conv_shapes(model: str) -> dict[str, tuple[int, ...]]:
+    """State-dict key → tensor shape of every convolution of ``model`` (torchvision layout)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    index, channels = 0, 3
+    for item in VGG_CONFIGS[model]:
+        if item == "M":
+            index += 1
+            continue
+        shapes[f"{index}.weight"] = (int(item), channels, 3, 3)
+        shapes[f"{index}.bias"] = (int(item),)
+        index, channels = index + 2, int(item)
+    return shapes
+
+
+def check_layers(requested: Sequence[str], available: Sequence[str], *, model: str) -> None:
+    """Raise a :class:`ConfigError` listing the valid names if a requested layer is unknown."""
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise ConfigError(
+            f"unknown layer {', '.join(map(repr, unknown))} for {model}; "
+            f"valid layers: {', '.join(available)}"
+        )
+
+
+class FeatureExtractor(nn.Module):
+    """A frozen network that returns the activations of chosen layers by name.
+
+    The network is cut after the deepest requested layer: no work is spent on layers that no
+    loss reads. Input is a ``N×3×H×W`` RGB tensor in ``[0, 1]``; ImageNet normalization happens
+    inside.
+    """
+
+    def __init__(
+        self,
+        layers: nn.Sequential,
+        layer_names: Sequence[str],
+        requested: Sequence[str],
+        *,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        check_layers(requested, layer_names, model="this network")
+        last = max(layer_names.index(name) for name in requested)
+        self.layers = layers[: last + 1]
+        self.layer_names = tuple(layer_names[: last + 1])
+        self.requested = frozenset(requested)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (image - self.mean) / self.std
+        features: dict[str, torch.Tensor] = {}
+        for name, layer in zip(self.layer_names, self.layers):
+            x = layer(x)
+            if name in self.requested:
+                features[name] = x
+        return features
+
+
+def build_vgg_layers(model: str, *, pooling: str = "avg") -> nn.Sequential:
+    """The uninitialised layers of torchvision's ``vgg16().features`` / ``vgg19().features``.
+
+    ReLUs are not in place, so a conv layer and its ReLU can both be read; ``pooling='avg'``
+    puts average pooling where VGG has max pooling, as Gatys et al. recommend.
+    """
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG_CONFIGS[model]:
+        if item == "M":
+            layers.append(nn.AvgPool2d(2, 2) if pooling == "avg" else nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=False)]
+            channels = int(item)
+    return nn.Sequential(*layers)
+
+
+def build_vgg(
+    model: str,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    layers: Sequence[str],
+    pooling: str = "avg",
+) -> FeatureExtractor:
+    """A :class:`FeatureExtractor` for ``model`` with ``state_dict`` (torchvision ``features`` keys)."""
+    names = vgg_layer_names(model)
+    check_layers(layers, names, model=model)
+    sequential = build_vgg_layers(model, pooling=pooling)
+    last = max(names.index(name) for name in layers)
+    needed = {key: value for key, value in state_dict.items() if int(key.split(".")[0]) <= last}
+    sequential[: last + 1].load_state_dict(needed, strict=True)
+    return FeatureExtractor(sequential, names, layers)
+
+
+def _vgg_spec(model: str, description: str) -> ExtractorSpec:
+    def build(*, config: Config, layers: Sequence[str], device: torch.device) -> FeatureExtractor:
+        from .weights import load_weights
+
+        loaded = load_weights(model=model, config=config)
+        extractor = build_vgg(model, loaded.state_dict, layers=layers, pooling=config.pooling)
+        extractor.source = loaded.source
+        return extractor.to(device)
+
+    return ExtractorSpec(layer_names=vgg_layer_names(model), build=build, description=description)
+
+
+@hookimpl
+def nst_register_feature_extractors(register) -> None:
+    register("vgg16", _vgg_spec("vgg16", "VGG-16, 13 convolutions (Simonyan & Zisserman 2014)"))
+    register("vgg19", _vgg_spec("vgg19", "VGG-19, 16 convolutions, the network of Gatys et al."))

@@ -1,0 +1,159 @@
+"""Hook specifications: every way a plugin can extend nst-core or listen to a run.
+
+A plugin is a module or object with functions named like the hooks below, decorated with
+:data:`hookimpl`. nst-core's own parts (the VGG networks, the losses, the colour and init methods)
+are plugins too and register through these same hooks. Third-party plugins are found through the
+``nst_core`` entry-point group unless ``NST_CORE_DISABLE_PLUGIN_AUTOLOAD`` is set.
+
+Two kinds of hooks:
+
+* **registration hooks** (``nst_register_*``) are called once, when the registries are first
+  built; each receives a ``register(name, thing)`` callable. Registering a name twice is an error.
+* **run hooks** are called by the engine during a run; they receive immutable records and must
+  not change them. The engine never prints: front ends listen to these hooks.
+
+Example, a plugin that adds a colour method and logs progress::
+
+    import nst_core
+
+    @nst_core.hookimpl
+    def nst_register_color_methods(register):
+        register("sepia", SepiaMethod())
+
+    @nst_core.hookimpl
+    def nst_progress(progress):
+        print(progress.step, progress.total, progress.losses["total"])
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .records import Progress, Result
+
+PROJECT_NAME = "nst_core"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# -------------------------------------------------------------------------------------------------
+# Registration hooks
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def nst_register_feature_extractors(register: Callable[[str, Any], None]) -> None:
+    """Register feature extractors (networks) by name.
+
+    :param register:
+        Call ``register(name, spec)`` with a :class:`nst_core.registry.ExtractorSpec`: the
+        extractor's layer names in network order and a ``build(*, config, layers, device)``
+        function returning a frozen ``torch.nn.Module`` that maps a ``1×3×H×W`` RGB image in
+        ``[0, 1]`` to a ``dict`` of the requested layers' activations.
+
+    Called once, when the registries are first built. The built-in ``vgg16`` and ``vgg19``
+    register here. ``Config.model`` selects an extractor by name.
+    """
+
+
+@hookspec
+def nst_register_losses(register: Callable[[str, Any], None]) -> None:
+    """Register loss terms by name.
+
+    :param register:
+        Call ``register(name, factory)`` where ``factory(config)`` returns a
+        :class:`nst_core.registry.LossTerm` for this run, or ``None`` when the term is off
+        (for example when its weight is zero).
+
+    Called once, when the registries are first built. The built-in ``content``, ``style`` and
+    ``tv`` terms register here. Every registered term whose factory returns a term takes part in
+    every run; the total loss is the sum of ``term.weight * term(...)``.
+    """
+
+
+@hookspec
+def nst_register_color_methods(register: Callable[[str, Any], None]) -> None:
+    """Register colour-preservation methods by name.
+
+    :param register:
+        Call ``register(name, method)`` with a :class:`nst_core.registry.ColorMethod`: its
+        ``prepare`` may change the content and style images before the optimization, its
+        ``finish`` changes the optimized image afterwards.
+
+    Called once, when the registries are first built. ``Config.preserve_color`` selects one by
+    name; the built-in ``none`` leaves colours alone.
+    """
+
+
+@hookspec
+def nst_register_init_methods(register: Callable[[str, Any], None]) -> None:
+    """Register ways to make the start image of the optimization.
+
+    :param register:
+        Call ``register(name, init)`` where ``init(*, content, config, generator)`` returns a
+        float tensor shaped like ``content`` (``1×3×H×W``, values in ``[0, 1]``); ``generator``
+        is a seeded ``torch.Generator`` to draw any randomness from.
+
+    Called once, when the registries are first built. ``Config.init`` selects one by name; the
+    built-ins are ``content``, ``noise`` and ``image``.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Run hooks
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def nst_notice(message: str) -> None:
+    """Receive a one-line informational message from the engine.
+
+    :param message: What a user may want to know, e.g. which weights a run uses.
+
+    Called at any time during a run. Front ends decide whether to show it.
+    """
+
+
+@hookspec
+def nst_progress(progress: Progress) -> None:
+    """Receive a :class:`nst_core.records.Progress` record after each optimization step.
+
+    :param progress: Step number, total steps, current losses and elapsed seconds.
+
+    Called once per loss evaluation, in order, from the thread that runs the engine. Keep it
+    cheap: it runs between network passes.
+    """
+
+
+@hookspec(firstresult=True)
+def nst_should_cancel(progress: Progress) -> bool | None:
+    """Ask whether the run should stop now.
+
+    :param progress: The step just finished.
+    :return: ``True`` to stop; ``None`` or ``False`` to go on.
+
+    Called after each step, once :func:`nst_progress` has been called. Stops at the first
+    non-``None`` result. A cancelled run still returns the best image reached, with
+    ``Result.cancelled`` set.
+    """
+
+
+@hookspec
+def nst_intermediate(image: Any, progress: Progress) -> None:
+    """Receive the best image so far, every ``Config.save_every`` steps.
+
+    :param image: ``H×W×3`` float32 ``numpy`` array in ``[0, 1]``, colour method applied.
+    :param progress: The step at which it was taken.
+    """
+
+
+@hookspec
+def nst_result(result: Result) -> None:
+    """Receive the :class:`nst_core.records.Result` of a finished (or cancelled) run.
+
+    Called once, after the last step, before :func:`nst_core.stylize` returns.
+    """

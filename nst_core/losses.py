@@ -1,0 +1,154 @@
+"""Content, Gram style and total-variation losses: functional cores and the built-in loss terms.
+
+Normalization (why the default weights work at any size and for any network scale):
+
+* **Gram matrices** are averages, not sums: ``G = F Fᵀ / (H·W)`` for a ``C×H×W`` activation
+  ``F``. A texture has the same Gram matrix at any image size.
+* **Content loss** of a layer is the mean squared feature difference divided by the mean squared
+  target feature: ``mean((F − P)²) / mean(P²)``, a relative error.
+* **Style loss** of a layer is the squared Frobenius distance of the Gram matrices divided by the
+  target's: ``‖G − A‖² / ‖A‖²``, also a relative error.
+
+Relative errors do not change when all activations are scaled, so VGG weights with Caffe-scale
+activations (losses of 1e8–1e9 in the textbook formulation) and torchvision-scale ones give the
+same numbers, and both start near 1 wherever the optimization starts. The weights of the terms
+(``Config.content_weight``, ``style_weight``, ``tv_weight``) are therefore plain ratios.
+* **Total variation** is the mean squared difference of neighbouring pixels of the ``[0, 1]``
+  image, scaled by 100 so that a weight of 1 is a gentle smoothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .config import Config
+from .hookspecs import hookimpl
+
+_EPS = 1e-12
+
+
+# --- functional cores -----------------------------------------------------------------------------
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrices ``F Fᵀ / (H·W)`` of ``N×C×H×W`` features, shaped ``N×C×C``, in float32."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).float()
+    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Relative squared error ``mean((F − P)²) / mean(P²)`` of features against a target."""
+    target = target.float()
+    return torch.mean((features.float() - target) ** 2) / (torch.mean(target**2) + _EPS)
+
+
+def style_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Relative squared Frobenius distance ``‖G − A‖² / ‖A‖²`` of Gram matrices."""
+    return torch.sum((gram - target_gram) ** 2) / (torch.sum(target_gram**2) + _EPS)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of vertically and horizontally neighbouring pixels, × 100."""
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    return 100.0 * (torch.mean(dy**2) + torch.mean(dx**2))
+
+
+# --- thin modules: the built-in loss terms ---------------------------------------------------------
+
+
+class ContentLoss(nn.Module):
+    """Content term: average of :func:`content_loss` over the content layers."""
+
+    def __init__(self, layers: Sequence[str], *, weight: float) -> None:
+        super().__init__()
+        self.layers = tuple(layers)
+        self.weight = weight
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def set_content_targets(self, features: Mapping[str, torch.Tensor]) -> None:
+        self.targets = {name: features[name].detach() for name in self.layers}
+
+    def set_style_targets(self, features, blend) -> None:
+        pass
+
+    def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        losses = [content_loss(features[name], self.targets[name]) for name in self.layers]
+        return torch.stack(losses).mean()
+
+
+class StyleLoss(nn.Module):
+    """Style term: weighted average of :func:`style_loss` over the style layers.
+
+    The target Gram matrix of a layer is the blend-weighted average of the style images' Gram
+    matrices (several styles mix their textures).
+    """
+
+    def __init__(self, layers: Sequence[str], *, weight: float, layer_weights: Sequence[float] | None) -> None:
+        super().__init__()
+        self.layers = tuple(layers)
+        self.weight = weight
+        raw = torch.tensor(layer_weights if layer_weights is not None else [1.0] * len(layers))
+        self.layer_weights = (raw / raw.sum()).tolist()
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def set_content_targets(self, features) -> None:
+        pass
+
+    def set_style_targets(self, features: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]) -> None:
+        self.targets = {
+            name: sum(b * gram_matrix(f[name].detach()) for f, b in zip(features, blend))
+            for name in self.layers
+        }
+
+    def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = image.new_zeros(())
+        for name, layer_weight in zip(self.layers, self.layer_weights):
+            total = total + layer_weight * style_loss(gram_matrix(features[name]), self.targets[name])
+        return total
+
+
+class TotalVariationLoss(nn.Module):
+    """Smoothness term: :func:`total_variation` of the image."""
+
+    layers: tuple[str, ...] = ()
+
+    def __init__(self, *, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def set_content_targets(self, features) -> None:
+        pass
+
+    def set_style_targets(self, features, blend) -> None:
+        pass
+
+    def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return total_variation(image)
+
+
+def _content_term(config: Config) -> ContentLoss | None:
+    if config.content_weight == 0 or not config.content_layers:
+        return None
+    return ContentLoss(config.content_layers, weight=config.content_weight)
+
+
+def _style_term(config: Config) -> StyleLoss | None:
+    if config.style_weight == 0 or not config.style_layers:
+        return None
+    return StyleLoss(config.style_layers, weight=config.style_weight, layer_weights=config.style_layer_weights)
+
+
+def _tv_term(config: Config) -> TotalVariationLoss | None:
+    return TotalVariationLoss(weight=config.tv_weight) if config.tv_weight else None
+
+
+@hookimpl
+def nst_register_losses(register) -> None:
+    register("content", _content_term)
+    register("style", _style_term)
+    register("tv", _tv_term)

@@ -1,0 +1,112 @@
+"""What plugins register, and the registries that hold it.
+
+The registration hooks in :mod:`nst_core.hookspecs` receive :meth:`Registry.register`; the
+protocols below say what each kind of registered thing must provide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from .errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .config import Config
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractorSpec:
+    """A feature extractor: its layer names in network order and how to build it."""
+
+    #: Every layer name the extractor can return, in the order the network computes them.
+    layer_names: tuple[str, ...]
+    #: ``build(*, config, layers, device)`` → ``torch.nn.Module`` mapping a ``1×3×H×W`` image in
+    #: ``[0, 1]`` to ``{layer: activation}`` for ``layers``; frozen, in eval mode.
+    build: Callable[..., Any]
+    #: One line for ``--help`` and ``weights list``.
+    description: str = ""
+
+
+@runtime_checkable
+class LossTerm(Protocol):
+    """One term of the total loss, made for one run by a registered factory."""
+
+    #: Multiplier of this term in the total loss.
+    weight: float
+    #: Feature layers the term reads (may be empty, e.g. for total variation).
+    layers: tuple[str, ...]
+
+    def set_content_targets(self, features: Mapping[str, torch.Tensor]) -> None:
+        """Take what the term needs from the content image's features."""
+
+    def set_style_targets(
+        self, features: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]
+    ) -> None:
+        """Take what the term needs from each style image's features (blend weights sum to 1)."""
+
+    def __call__(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The unweighted loss (a scalar tensor) of ``image`` with its ``features``."""
+
+
+@runtime_checkable
+class ColorMethod(Protocol):
+    """A colour-preservation method. Images are ``H×W×3`` float32 arrays in ``[0, 1]``."""
+
+    #: One line for ``--help``.
+    description: str
+
+    def prepare(
+        self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config
+    ) -> tuple[np.ndarray, list[np.ndarray], Any]:
+        """Images to optimize with, plus any state :meth:`finish` needs."""
+
+    def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
+        """The final image from the optimized one (``content`` at the output's size)."""
+
+
+class Registry(Generic[T]):
+    """Things of one kind by name, filled by a registration hook."""
+
+    def __init__(self, kind: str, check: Callable[[Any], bool], expected: str) -> None:
+        self.kind = kind
+        self._check = check
+        self._expected = expected
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T) -> None:
+        """Add ``item`` under ``name``; a plugin calls this from its registration hook."""
+        if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
+            raise PluginError(f"{self.kind} name must be a word such as 'my_method', got {name!r}")
+        if name in self._items:
+            raise PluginError(f"two plugins register a {self.kind} named {name!r}")
+        if not self._check(item):
+            raise PluginError(f"{self.kind} {name!r} is not {self._expected}: got {type(item).__name__}")
+        self._items[name] = item
+
+    def get(self, name: str) -> T:
+        """The item called ``name``; a :class:`ConfigError` listing the choices if there is none."""
+        try:
+            return self._items[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        return iter(list(self._items.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,286 @@
+"""The ``nst-core`` command: files in, files out.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 stopped by Ctrl-C (SIGINT),
+143 stopped by SIGTERM (the best image so far is written in both cases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"nst-core: error: {message} (see '{self.prog} --help')\n")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nst_core import __version__
+    from nst_core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, Config
+    from nst_core.plugins import build_registries, get_plugin_manager
+
+    registries = build_registries(get_plugin_manager())
+    defaults = Config()
+
+    parser = OneLineParser(
+        prog="nst-core",
+        description="Neural style transfer: paint a photo in the style of a painting.",
+    )
+    parser.add_argument("--version", action="version", version=f"nst-core {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="stylize a photo with one or more paintings",
+        description="Paint CONTENT in the style of STYLE (several styles are blended).",
+        epilog="example: nst-core run photo.jpg starry_night.jpg -o out.png --size 512",
+    )
+    run.add_argument("content", metavar="CONTENT", help="the photo to stylize")
+    run.add_argument("styles", metavar="STYLE", nargs="+", help="painting(s) whose style to use")
+    run.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="where to write the result (.png, .jpg, .tif, .webp, .bmp); never an input file")
+
+    size = run.add_argument_group("size")
+    size.add_argument("--size", type=int, default=defaults.size, metavar="PX",
+                      help=f"long side of the output in pixels, 0 for the photo's own size (default {defaults.size})")
+    size.add_argument("--style-scale", type=float, default=defaults.style_scale, metavar="X",
+                      help="size of the style image relative to the output; smaller gives finer brush strokes "
+                           f"(default {defaults.style_scale})")
+
+    look = run.add_argument_group("look")
+    look.add_argument("--style-weight", type=float, default=defaults.style_weight, metavar="W",
+                      help=f"how strongly to apply the style (default {defaults.style_weight})")
+    look.add_argument("--content-weight", type=float, default=defaults.content_weight, metavar="W",
+                      help=f"how closely to keep the photo's shapes (default {defaults.content_weight})")
+    look.add_argument("--tv-weight", type=float, default=defaults.tv_weight, metavar="W",
+                      help=f"smoothing against pixel noise, 0 to turn off (default {defaults.tv_weight})")
+    look.add_argument("--style-blend", type=_floats, metavar="W,W,...",
+                      help="relative weights of several styles, e.g. 0.7,0.3 (default: equal)")
+    look.add_argument("--preserve-color", default=defaults.preserve_color,
+                      choices=registries.color_methods.names(),
+                      help="keep the photo's colours: " + "; ".join(
+                          f"{name}: {method.description}" for name, method in registries.color_methods.items()))
+
+    net = run.add_argument_group("network")
+    net.add_argument("--model", choices=registries.extractors.names(),
+                     help="network; default: the weights file's, else vgg19 (the paper's)")
+    net.add_argument("--weights", metavar="PATH",
+                     help="weights file (also $NST_CORE_WEIGHTS); default: the cache, then a download")
+    net.add_argument("--pooling", choices=("avg", "max"), default=defaults.pooling,
+                     help="pooling layers: avg (smoother, as the paper recommends) or max (default avg)")
+    net.add_argument("--content-layers", type=_names, default=DEFAULT_CONTENT_LAYERS, metavar="L,L",
+                     help=f"layers that hold the photo's shapes (default {','.join(DEFAULT_CONTENT_LAYERS)})")
+    net.add_argument("--style-layers", type=_names, default=DEFAULT_STYLE_LAYERS, metavar="L,L",
+                     help=f"layers that hold the style (default {','.join(DEFAULT_STYLE_LAYERS)})")
+    net.add_argument("--style-layer-weights", type=_floats, metavar="W,W",
+                     help="relative weight of each style layer (default: equal)")
+
+    opt = run.add_argument_group("optimization")
+    opt.add_argument("-n", "--iterations", type=int, default=defaults.iterations, metavar="N",
+                     help=f"steps (network passes); more is slower and closer to the style (default {defaults.iterations})")
+    opt.add_argument("--optimizer", choices=("lbfgs", "adam"), default=defaults.optimizer,
+                     help="lbfgs: best result per step (default); adam: steadier, uses less memory")
+    opt.add_argument("--learning-rate", type=float, default=defaults.learning_rate, metavar="LR",
+                     help=f"Adam's step size in pixel units (default {defaults.learning_rate})")
+    opt.add_argument("--init", default=defaults.init, choices=registries.init_methods.names(),
+                     help="start from the photo (content, default), random noise, or --init-image (image)")
+    opt.add_argument("--init-image", metavar="PATH", help="start image for --init image")
+    opt.add_argument("--seed", type=int, default=defaults.seed,
+                     help=f"random seed: the same seed on the same device gives the same output (default {defaults.seed})")
+
+    hw = run.add_argument_group("hardware")
+    hw.add_argument("--device", default=defaults.device,
+                    help="auto (a CUDA GPU when present, default), cpu, cuda, cuda:1 ...")
+    hw.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=defaults.precision,
+                    help="network precision; bf16 is much faster only on CPUs with AMX/AVX512-BF16 (default fp32)")
+
+    out = run.add_argument_group("output and progress")
+    out.add_argument("--save-every", type=int, default=0, metavar="N",
+                     help="also write the best image so far every N steps, as OUT_00050.png etc.")
+    out.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
+                     help="auto: a bar on a terminal; json: one JSON object per line on stdout, for programs")
+    out.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    out.add_argument("--set", dest="extra", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="a setting for a third-party plugin (repeatable)")
+    out.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+    weights = commands.add_parser("weights", help="manage network weights",
+                                  description="List or import VGG weights files (for offline use).")
+    weights_commands = weights.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=OneLineParser)
+    weights_commands.required = True
+    weights_commands.add_parser("list", help="show cached weights and which file a run would use")
+    imp = weights_commands.add_parser("import", help="check a weights file and copy it into the cache")
+    imp.add_argument("file", metavar="FILE", help="a torchvision VGG-16/VGG-19 state dict (.pth)")
+    for sub in (weights, *weights_commands.choices.values()):
+        sub.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    from nst_core import Config
+
+    return Config(
+        size=args.size or None,
+        style_scale=args.style_scale,
+        model=args.model,
+        weights=args.weights,
+        pooling=args.pooling,
+        content_layers=args.content_layers,
+        style_layers=args.style_layers,
+        style_layer_weights=args.style_layer_weights,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        style_blend=args.style_blend,
+        optimizer=args.optimizer,
+        iterations=args.iterations,
+        learning_rate=args.learning_rate,
+        init=args.init,
+        init_image=args.init_image,
+        seed=args.seed,
+        preserve_color=args.preserve_color,
+        device=args.device,
+        precision=args.precision,
+        save_every=args.save_every,
+        extra=dict(args.extra),
+    )
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from nst_core import stylize_files
+
+    from .reporters import BarReporter, Canceller, JsonReporter, SnapshotWriter, emit_json
+
+    config = config_from_args(args)
+    mode = "none" if args.quiet else args.progress
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "none"
+    output = Path(args.output)
+    inputs = [Path(args.content), *map(Path, args.styles)]
+    canceller = Canceller()
+    plugins: list[Any] = [canceller]
+    if mode == "bar":
+        plugins.append(BarReporter())
+    elif mode == "json":
+        plugins.append(JsonReporter())
+        emit_json(sys.stdout, "start", total=config.iterations, content=args.content,
+                  styles=args.styles, output=str(output))
+    if config.save_every:
+        plugins.append(SnapshotWriter(output, inputs))
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if canceller.requested is not None:  # a second signal: stop at once
+            raise KeyboardInterrupt
+        canceller.requested = signum
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = stylize_files(args.content, args.styles, output, config=config, plugins=plugins)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if mode == "json":
+        emit_json(sys.stdout, "done", output=str(output), steps=result.steps, best_step=result.best_step,
+                  cancelled=result.cancelled, elapsed=round(result.elapsed, 3), losses=dict(result.losses),
+                  info=dict(result.info))
+    elif mode == "bar":
+        state = "stopped early" if result.cancelled else "done"
+        print(f"{state}: wrote {output} ({result.steps} steps, {result.elapsed:.1f} s)", file=sys.stderr)
+    if canceller.requested is not None:
+        return 128 + canceller.requested
+    return EXIT_OK
+
+
+def command_weights(args: argparse.Namespace) -> int:
+    from nst_core import weights
+
+    if args.weights_command == "import":
+        loaded = weights.import_weights(args.file)
+        print(f"imported {loaded.model} weights into {loaded.path}")
+        return EXIT_OK
+    cached = {info.model: info for info in weights.list_cached_weights()}
+    explicit = os.environ.get(weights.WEIGHTS_ENV)
+    print(f"cache: {weights.cache_dir() / 'weights'}")
+    if explicit:
+        print(f"${weights.WEIGHTS_ENV}: {explicit} (used by every run)")
+    for model in ("vgg16", "vgg19"):
+        info = cached.get(model)
+        where = f"{info.path} ({info.size_bytes / 1e6:.0f} MB)" if info else "not cached"
+        use = "the explicit file" if explicit else ("the cache" if info else "torchvision's download")
+        print(f"{model}: {where}; a run would use {use}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    json_mode = _json_mode(argv)
+    try:
+        from nst_core.errors import NstError
+    except Exception as error:  # noqa: BLE001 - a broken installation
+        print(f"nst-core: error: cannot import nst_core ({error})", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "weights":
+            return command_weights(args)
+        raise AssertionError(args.command)
+    except NstError as error:
+        if debug:
+            raise
+        return _fail(str(error), error.exit_code, json_mode)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, json_mode)
+    except Exception as error:  # noqa: BLE001 - the one place that turns bugs into one line
+        if debug:
+            raise
+        message = f"internal error: {type(error).__name__}: {error} (run with --debug for details)"
+        return _fail(" ".join(message.split()), EXIT_RUNTIME, json_mode)
+
+
+def _json_mode(argv: Sequence[str]) -> bool:
+    return "--progress=json" in argv or any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
+def _fail(message: str, code: int, json_mode: bool) -> int:
+    if json_mode:
+        from .reporters import emit_json
+
+        emit_json(sys.stdout, "error", message=message, exit_code=code)
+    print(f"nst-core: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,540 @@
+"""The GIMP-free half of the nst-core GIMP plug-in.
+
+Everything here is plain Python (no ``gi``, no numpy, no Pillow: GIMP's own Python may have
+neither), so it is unit-tested without GIMP (``tests/gimp/test_bridge.py``):
+
+* the procedure's settings (:class:`Options`) and their translation into an ``nst-core run``
+  command line (:func:`build_command`), driven by small tables so that adding a choice or an
+  option is one line (:data:`QUALITY_PRESETS`, :data:`COLOR_MODES`, :data:`MODELS`, :data:`FLAGS`);
+* the style-strength slider's mapping onto ``--style-weight`` (:func:`style_weight_for_strength`);
+* parsing ``--progress json`` lines into a progress fraction and a status text
+  (:class:`ProgressTracker`);
+* running the CLI in a subprocess with cancellation and clean-up (:func:`run_cli`);
+* writing the layer's pixels as an 8- or 16-bit PNG (:func:`write_png`);
+* finding the ``nst-core`` executable (:func:`find_cli`).
+
+The result is read back by GIMP itself (``Gimp.file_load_layer``), so no PNG decoder is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from array import array
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+#: File written at install time next to the plug-in: the absolute path of ``nst-core``.
+CLI_PATH_FILE = "nst-core-path.txt"
+#: Environment variable that overrides the recorded path (for tests and unusual setups).
+CLI_ENV = "NST_GIMP_CLI"
+CLI_NAME = "nst-core"
+
+# --------------------------------------------------------------------------------------------
+# Choices. Each is one line: value -> (label shown in GIMP, what it means for the CLI).
+
+
+@dataclass(frozen=True)
+class Preset:
+    label: str
+    iterations: int
+    max_size: int  # processing size cap (long side, px); 0 = no cap
+
+
+#: Quality presets: iterations and the largest processing size (the result is scaled to the
+#: layer's size afterwards).
+QUALITY_PRESETS: dict[str, Preset] = {
+    "preview": Preset("Preview (fast)", iterations=60, max_size=512),
+    "balanced": Preset("Balanced", iterations=200, max_size=1024),
+    "best": Preset("Best (slow)", iterations=500, max_size=2048),
+}
+DEFAULT_QUALITY = "balanced"
+
+#: Colour preservation, passed through as ``--preserve-color VALUE``.
+COLOR_MODES: dict[str, str] = {
+    "none": "None (use the style's colours)",
+    "luminance": "Luminance (keep the layer's colours)",
+    "histogram": "Histogram (match the layer's colours)",
+}
+DEFAULT_COLOR = "none"
+
+#: Network; "auto" leaves ``--model`` out (the engine picks the weights file's network).
+MODELS: dict[str, str] = {
+    "auto": "Automatic",
+    "vgg16": "VGG-16 (faster)",
+    "vgg19": "VGG-19 (the paper's)",
+}
+DEFAULT_MODEL = "auto"
+
+#: Engine default of ``--style-weight``, reached at strength 50.
+DEFAULT_STYLE_WEIGHT = 10.0
+#: Strength points per decade of style weight: 0 -> 0.1, 25 -> 1, 50 -> 10, 75 -> 100, 100 -> 1000.
+STRENGTH_POINTS_PER_DECADE = 25.0
+#: Smallest processing size the engine accepts.
+MIN_SIZE = 16
+
+
+def style_weight_for_strength(strength: float) -> float:
+    """Map the 0-100 "style strength" slider onto ``--style-weight`` (logarithmically).
+
+    ``weight = 10 * 10 ** ((strength - 50) / 25)``: 50 gives the engine's default 10.0 and every
+    25 points multiply the weight by ten (0 -> 0.1, 100 -> 1000), so equal slider steps make
+    similar-looking changes anywhere on the slider.
+    """
+    strength = min(100.0, max(0.0, float(strength)))
+    return DEFAULT_STYLE_WEIGHT * 10.0 ** ((strength - 50.0) / STRENGTH_POINTS_PER_DECADE)
+
+
+def strength_for_style_weight(weight: float) -> float:
+    """Inverse of :func:`style_weight_for_strength` (unclamped)."""
+    return 50.0 + STRENGTH_POINTS_PER_DECADE * math.log10(weight / DEFAULT_STYLE_WEIGHT)
+
+
+# --------------------------------------------------------------------------------------------
+# Options -> command line
+
+
+@dataclass
+class Options:
+    """The procedure's settings, as plain values (the plug-in fills it from its config)."""
+
+    style: str = ""  # style image file; empty when a style layer is used instead
+    strength: float = 50.0  # 0..100, see style_weight_for_strength
+    preserve_color: str = DEFAULT_COLOR
+    quality: str = DEFAULT_QUALITY
+    size: int = 0  # processing long side in px; 0 = the layer's size (capped by the preset)
+    seed: int = 0
+    iterations: int = 0  # 0 = from the quality preset
+    tv_weight: float = -1.0  # < 0 = the engine's default
+    model: str = DEFAULT_MODEL
+    extra: list[str] = field(default_factory=list)  # more CLI arguments, appended verbatim
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Options":
+        """Build from a mapping that may use GIMP's dashed names (``preserve-color``)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name in known:
+                kwargs[name] = value
+        return cls(**kwargs)
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line message for settings the CLI would refuse."""
+        for name, table in (("quality", QUALITY_PRESETS), ("preserve_color", COLOR_MODES), ("model", MODELS)):
+            value = getattr(self, name)
+            if value not in table:
+                raise ValueError(f"unknown {name.replace('_', ' ')} {value!r}; choose one of {', '.join(table)}")
+        if not 0 <= float(self.strength) <= 100:
+            raise ValueError(f"style strength must be between 0 and 100, got {self.strength}")
+        if int(self.size) < 0 or 0 < int(self.size) < MIN_SIZE:
+            raise ValueError(f"output size must be 0 (the layer's size) or at least {MIN_SIZE} px, got {self.size}")
+        if int(self.iterations) < 0:
+            raise ValueError(f"iterations must be 0 (from the quality preset) or more, got {self.iterations}")
+
+    def effective_iterations(self) -> int:
+        return int(self.iterations) or QUALITY_PRESETS[self.quality].iterations
+
+    def processing_size(self, width: int, height: int) -> int:
+        """Long side to compute at, or 0 for the layer's own size.
+
+        An explicit ``size`` wins; otherwise the layer's long side, capped by the preset.
+        """
+        if int(self.size) > 0:
+            return int(self.size)
+        cap = QUALITY_PRESETS[self.quality].max_size
+        long_side = max(int(width), int(height))
+        if cap and long_side > cap:
+            return cap
+        return 0
+
+
+def _number(value: float) -> str:
+    return f"{float(value):.6g}"
+
+
+#: Options -> CLI flags, one line each: (flag, function of (options, layer width, layer height)
+#: returning the flag's value as a string, or None to leave the flag out).
+FLAGS: list[tuple[str, Callable[[Options, int, int], "str | None"]]] = [
+    ("--size", lambda o, w, h: str(o.processing_size(w, h))),
+    ("--iterations", lambda o, w, h: str(o.effective_iterations())),
+    ("--style-weight", lambda o, w, h: f"{style_weight_for_strength(o.strength):.6g}"),
+    ("--tv-weight", lambda o, w, h: None if float(o.tv_weight) < 0 else _number(o.tv_weight)),
+    ("--seed", lambda o, w, h: str(int(o.seed))),
+    ("--model", lambda o, w, h: None if o.model == "auto" else o.model),
+    ("--preserve-color", lambda o, w, h: o.preserve_color),
+]
+
+
+def build_command(
+    cli: Sequence[str] | str,
+    content: str | os.PathLike[str],
+    style: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    options: Options,
+    width: int,
+    height: int,
+) -> list[str]:
+    """The ``nst-core run`` command line for one layer (``width`` x ``height`` px)."""
+    options.validate()
+    command = [cli] if isinstance(cli, str) else list(cli)
+    command += ["run", os.fspath(content), os.fspath(style), "-o", os.fspath(output)]
+    for flag, value_of in FLAGS:
+        value = value_of(options, int(width), int(height))
+        if value is not None:
+            command += [flag, value]
+    command += ["--progress", "json"]
+    command += [str(arg) for arg in options.extra]
+    return command
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+
+
+def parse_event(line: str | bytes) -> dict[str, Any] | None:
+    """One ``--progress json`` line as a dict, or None for anything that is not such a line."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return None
+    return event
+
+
+def _seconds(value: Any) -> str:
+    try:
+        seconds = int(round(float(value)))
+    except (TypeError, ValueError):
+        return "?"
+    minutes, seconds = divmod(max(0, seconds), 60)
+    return f"{minutes}:{seconds:02d}" if minutes else f"{seconds} s"
+
+
+class ProgressTracker:
+    """Turns events into (fraction, text) and remembers the outcome.
+
+    ``feed(event)`` returns ``(fraction or None, text or None)`` for the plug-in to show with
+    ``Gimp.progress_update`` / ``Gimp.progress_set_text``, or None when nothing changes.
+    """
+
+    def __init__(self, label: str = "Neural Style") -> None:
+        self.label = label
+        self.total: int | None = None
+        self.step = 0
+        self.error: str | None = None
+        self.output: str | None = None
+        self.notices: list[str] = []
+        self.done = False
+
+    def feed(self, event: Mapping[str, Any]) -> tuple[float | None, str | None] | None:
+        kind = event.get("event")
+        if kind == "start":
+            total = event.get("total")
+            if isinstance(total, (int, float)) and total > 0:
+                self.total = int(total)
+            return 0.0, f"{self.label}: starting"
+        if kind == "progress":
+            total = event.get("total", self.total)
+            if isinstance(total, (int, float)) and total > 0:
+                self.total = int(total)
+            step = event.get("step")
+            if isinstance(step, (int, float)):
+                self.step = int(step)
+            fraction = min(1.0, self.step / self.total) if self.total else None
+            text = f"{self.label}: step {self.step}/{self.total or '?'}"
+            if event.get("eta") is not None:
+                text += f", {_seconds(event['eta'])} left"
+            return fraction, text
+        if kind == "notice":
+            message = str(event.get("message", "")).strip()
+            if message:
+                self.notices.append(message)
+                return None, f"{self.label}: {message}"
+            return None
+        if kind == "done":
+            self.done = True
+            self.output = event.get("output") or self.output
+            return 1.0, f"{self.label}: done"
+        if kind == "error":
+            self.error = one_line(str(event.get("message") or "unknown error"))
+            return None
+        return None
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_from_stderr(stderr: str) -> str | None:
+    """The message of the last ``nst-core: error: ...`` line (or the last line) of stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        marker = "error: "
+        if line.startswith("nst-core") and marker in line:
+            return one_line(line.split(marker, 1)[1])
+    return one_line(lines[-1]) if lines else None
+
+
+# --------------------------------------------------------------------------------------------
+# Running the CLI
+
+
+class CliError(Exception):
+    """The CLI failed; ``str(error)`` is its one-line message."""
+
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+class Cancelled(CliError):
+    """The run was cancelled (the CLI was stopped)."""
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The CLI's environment: GIMP's, less the variables that point Python at GIMP's own Python."""
+    env = dict(os.environ if base is None else base)
+    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONNOUSERSITE",
+                 "PYTHONSAFEPATH"):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: have the kernel send SIGTERM to the CLI when the plug-in dies (GIMP kills a
+    plug-in whose progress the user cancels), so a stylization never runs on orphaned."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def run_cli(
+    command: Sequence[str],
+    *,
+    on_update: Callable[[float | None, str | None], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    env: Mapping[str, str] | None = None,
+    stderr_path: str | os.PathLike[str] | None = None,
+    poll_interval: float = 0.2,
+    timeout: float | None = None,
+    tracker: ProgressTracker | None = None,
+) -> ProgressTracker:
+    """Run the CLI, report progress, and return the tracker of a successful run.
+
+    ``on_update(fraction, text)`` is called from this (the calling) thread for every progress
+    line; ``should_cancel()`` is polled every ``poll_interval`` seconds. Raises
+    :class:`Cancelled` when cancelled (the CLI is stopped: SIGINT, then SIGKILL after 10 s) and
+    :class:`CliError` with the CLI's one-line message when it fails. The subprocess never
+    outlives this call.
+    """
+    tracker = tracker or ProgressTracker()
+    lines: "queue.Queue[bytes | None]" = queue.Queue()
+    # stderr goes to a file, not a pipe: no deadlock, and it is read only on failure
+    stderr_file = open(stderr_path, "w+b") if stderr_path else tempfile.TemporaryFile("w+b")
+    kwargs: dict[str, Any] = {}
+    if sys.platform.startswith("linux"):
+        kwargs["preexec_fn"] = _die_with_parent
+    elif os.name == "nt":
+        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
+            subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    try:
+        try:
+            process = subprocess.Popen(
+                list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file,
+                env=child_env(env), **kwargs)
+        except OSError as error:
+            raise CliError(f"cannot start {command[0]}: {error.strerror or error}") from None
+
+        def pump() -> None:
+            for raw in iter(process.stdout.readline, b""):
+                lines.put(raw)
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, name="nst-core-stdout", daemon=True)
+        reader.start()
+        started = time.monotonic()
+        finished = False
+        try:
+            while not finished:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled("cancelled")
+                if timeout is not None and time.monotonic() - started > timeout:
+                    raise CliError(f"nst-core did not finish within {timeout:.0f} s")
+                try:
+                    raw = lines.get(timeout=poll_interval)
+                except queue.Empty:
+                    continue
+                while raw is not None:
+                    event = parse_event(raw)
+                    if event is not None:
+                        update = tracker.feed(event)
+                        if update is not None and on_update is not None:
+                            on_update(*update)
+                    try:
+                        raw = lines.get_nowait()
+                    except queue.Empty:
+                        break
+                else:
+                    finished = True
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:
+                _stop(process)
+            reader.join(timeout=5)
+            if process.stdout:
+                process.stdout.close()
+        if returncode != 0 or tracker.error:
+            stderr_file.seek(0)
+            stderr_text = stderr_file.read().decode("utf-8", "replace")
+            message = tracker.error or error_from_stderr(stderr_text)
+            if returncode in (130, 143, -signal.SIGINT, -signal.SIGTERM) and not tracker.error:
+                raise Cancelled(message or "stopped", returncode)
+            raise CliError(message or f"nst-core failed with exit code {returncode}", returncode)
+        return tracker
+    finally:
+        stderr_file.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ask the CLI to stop (it writes its best image so far), then force it."""
+    try:
+        if os.name == "nt":
+            process.terminate()
+        else:
+            process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# PNG writing (the layer's pixels -> the CLI's input)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bytes(pixels: bytes, width: int, height: int, channels: int, bit_depth: int,
+              *, little_endian_samples: bool = sys.byteorder == "little") -> bytes:
+    """Encode raw interleaved pixels as a PNG (filter type 0 on every row).
+
+    ``channels``: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA. ``bit_depth``: 8 or 16. 16-bit samples
+    are taken in native byte order (as GEGL's "u16" formats give them) unless
+    ``little_endian_samples`` says otherwise, and are written big-endian as PNG requires.
+    """
+    color_types = {1: 0, 2: 4, 3: 2, 4: 6}
+    if channels not in color_types or bit_depth not in (8, 16):
+        raise ValueError(f"unsupported PNG layout: {channels} channels, {bit_depth}-bit")
+    stride = width * channels * bit_depth // 8
+    if len(pixels) != stride * height:
+        raise ValueError(f"expected {stride * height} bytes of pixels, got {len(pixels)}")
+    if bit_depth == 16 and little_endian_samples:  # PNG wants big-endian samples
+        samples = array("H")
+        samples.frombytes(bytes(pixels))
+        samples.byteswap()
+        pixels = samples.tobytes()
+    raw = b"".join(b"\x00" + pixels[row * stride:(row + 1) * stride] for row in range(height))
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_types[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"sRGB", b"\x00")
+            + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b""))
+
+
+def write_png(path: str | os.PathLike[str], pixels: bytes, width: int, height: int, channels: int,
+              bit_depth: int = 8) -> None:
+    """Write :func:`png_bytes` to ``path``."""
+    with open(path, "wb") as out:
+        out.write(png_bytes(pixels, width, height, channels, bit_depth))
+
+
+def bit_depth_for_precision(precision_name: str) -> int:
+    """8 for GIMP's 8-bit precisions (``U8_NON_LINEAR``...), else 16."""
+    return 8 if "U8" in str(precision_name).upper() else 16
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the CLI and the style's name
+
+
+def find_cli(plugin_dir: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The ``nst-core`` executable: ``$NST_GIMP_CLI``, else the path recorded at install time in
+    ``nst-core-path.txt`` next to the plug-in, else ``nst-core`` on PATH.
+
+    Raises :class:`CliError` with advice when none is found.
+    """
+    environ = os.environ if environ is None else environ
+    override = environ.get(CLI_ENV, "").strip()
+    if override:
+        if _is_executable(override):
+            return override
+        raise CliError(f"${CLI_ENV} names {override}, which is not an executable file")
+    recorded_note = ""
+    if plugin_dir is not None:
+        record = Path(plugin_dir) / CLI_PATH_FILE
+        if record.is_file():
+            recorded = record.read_text(encoding="utf-8").strip()
+            if recorded and _is_executable(recorded):
+                return recorded
+            recorded_note = f" (the recorded {recorded or 'empty path'} is not an executable file)"
+    found = shutil.which(CLI_NAME, path=environ.get("PATH"))
+    if found:
+        return found
+    raise CliError(f"cannot find the nst-core program{recorded_note}; install it and run "
+                   "'nst-core gimp install' again")
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def style_label(style_path: str | None, layer_name: str | None = None) -> str:
+    """A short name for the style: the file's stem, else the style layer's name."""
+    if style_path:
+        return Path(style_path).stem or Path(style_path).name
+    return layer_name or "style"
+
+
+def result_layer_name(style_name: str) -> str:
+    return f"Neural Style: {style_name}"
+
+
+def cleanup_dir(path: str | os.PathLike[str] | None) -> None:
+    """Remove a temporary directory and everything in it; never raises."""
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def command_text(command: Iterable[str]) -> str:
+    """The command for a log line, quoted for a POSIX shell."""
+    import shlex
+
+    return " ".join(shlex.quote(str(part)) for part in command)

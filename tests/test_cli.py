@@ -1,0 +1,153 @@
+"""The nst-core command, run as a real subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+NST_CORE = Path(sys.executable).with_name("nst-core")
+
+
+def run_cli(*args, env=None, timeout=300):
+    return subprocess.run([str(NST_CORE), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def one_line_error(proc, code):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("nst-core: error: ")
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_help_explains_every_option():
+    proc = run_cli("run", "--help")
+    assert proc.returncode == 0
+    for option in ("--size", "--iterations", "--content-weight", "--style-weight", "--tv-weight", "--style-blend",
+                   "--style-scale", "--content-layers", "--style-layers", "--style-layer-weights", "--pooling",
+                   "--init", "--init-image", "--optimizer", "--learning-rate", "--seed", "--model", "--weights",
+                   "--device", "--precision", "--preserve-color", "--save-every", "--progress", "--quiet"):
+        assert option in proc.stdout, option
+    top = run_cli("--help")
+    assert top.returncode == 0 and "run" in top.stdout and "weights" in top.stdout
+
+
+def test_json_progress_stream_and_output(random_weights, small_files, tmp_path):
+    content, style = small_files
+    output = tmp_path / "out.png"
+    proc = run_cli("run", content, style, "-o", output, "--size", 32, "-n", 4, "--progress", "json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    progress = [event for event in events if event["event"] == "progress"]
+    assert [event["step"] for event in progress] == [1, 2, 3, 4]
+    assert all(event["total"] == 4 and "total" in event["losses"] for event in progress)
+    assert events[-1]["output"] == str(output) and events[-1]["cancelled"] is False
+    assert output.is_file() and output.stat().st_size > 0
+
+
+def test_quiet_prints_nothing(random_weights, small_files, tmp_path):
+    proc = run_cli("run", *small_files, "-o", tmp_path / "q.png", "--size", 32, "-n", 1, "--quiet")
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+
+
+def test_save_every_writes_snapshots(random_weights, small_files, tmp_path):
+    proc = run_cli("run", *small_files, "-o", tmp_path / "s.png", "--size", 32, "-n", 4, "--save-every", 2, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.glob("s_*.png")) == ["s_00002.png", "s_00004.png"]
+
+
+def test_bad_input_path_exits_2_with_one_line(random_weights, small_files, tmp_path):
+    proc = run_cli("run", tmp_path / "missing.jpg", small_files[1], "-o", tmp_path / "o.png", "--progress", "json")
+    line = one_line_error(proc, 2)
+    assert "missing.jpg" in line
+    assert json.loads(proc.stdout.splitlines()[-1])["event"] == "error"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--style-layers", "relu1_1,relu9_9"], "relu9_9"),
+        (["--size", "4"], "size must be at least 16"),
+        (["--style-weight", "x"], "invalid float value"),
+        (["--preserve-color", "sepia"], "invalid choice"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(random_weights, small_files, tmp_path, args, words):
+    proc = run_cli("run", *small_files, "-o", tmp_path / "o.png", *args)
+    assert words in one_line_error(proc, 2)
+
+
+def test_missing_output_is_a_usage_error(small_files):
+    assert "-o/--output" in one_line_error(run_cli("run", *small_files), 2)
+
+
+def test_bad_weights_file_exits_2_and_keeps_existing_output(small_files, tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a weights file at all")
+    output = tmp_path / "o.png"
+    output.write_bytes(b"precious")
+    proc = run_cli("run", *small_files, "-o", output, "--weights", bad)
+    assert "bad.pth" in one_line_error(proc, 2)
+    assert output.read_bytes() == b"precious"
+
+
+def test_output_equal_to_input_is_refused(random_weights, small_files):
+    content, style = small_files
+    before = content.read_bytes()
+    assert "refusing to overwrite input" in one_line_error(run_cli("run", content, style, "-o", content), 2)
+    assert content.read_bytes() == before
+
+
+def test_sigint_writes_best_so_far_and_exits_130(random_weights, small_files, tmp_path):
+    output = tmp_path / "interrupted.png"
+    proc = subprocess.Popen([str(NST_CORE), "run", *map(str, small_files), "-o", str(output), "--size", "32",
+                             "-n", "100000", "--progress", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "progress":
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["event"] == "done" and done["cancelled"] is True and done["steps"] < 100000
+    assert output.is_file()
+
+
+def test_weights_import_and_list(random_weights_file, tmp_path):
+    cache = tmp_path / "cache"
+    env = {"NST_CORE_CACHE_DIR": str(cache)}
+    listed = run_cli("weights", "list", env=env)
+    assert listed.returncode == 0 and "vgg16: not cached" in listed.stdout
+    imported = run_cli("weights", "import", random_weights_file, env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert (cache / "weights" / "vgg16.pth").is_file()
+    listed = run_cli("weights", "list", env=env)
+    assert "vgg16: " + str(cache / "weights" / "vgg16.pth") in listed.stdout
+    bad = tmp_path / "bad.pth"
+    torch.save({"0.weight": torch.zeros(3)}, bad)
+    assert "bad.pth" in one_line_error(run_cli("weights", "import", bad, env=env), 2)
+
+
+def test_cached_weights_are_used_without_a_weights_variable(random_weights_file, small_files, tmp_path):
+    cache = tmp_path / "cache"
+    env = {"NST_CORE_CACHE_DIR": str(cache)}
+    assert run_cli("weights", "import", random_weights_file, env=env).returncode == 0
+    proc = run_cli("run", *small_files, "-o", tmp_path / "o.png", "--size", 32, "-n", 1, "--model", "vgg16",
+                   "--progress", "json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    notices = [json.loads(l)["message"] for l in proc.stdout.splitlines() if '"notice"' in l]
+    assert any("cache" in notice for notice in notices)
