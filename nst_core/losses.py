@@ -27,7 +27,8 @@ from torch import nn
 from .config import Config
 from .hookspecs import hookimpl
 
-_EPS = 1e-12
+# Guards against a zero target only: small enough not to matter at any activation scale.
+_EPS = torch.finfo(torch.float32).tiny
 
 
 # --- functional cores -----------------------------------------------------------------------------

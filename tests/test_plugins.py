@@ -12,6 +12,7 @@ import nst_core
 from nst_core import Config, ConfigError, PluginError, hookimpl, stylize
 from nst_core import hookspecs
 from nst_core.plugins import DISABLE_AUTOLOAD_ENV, build_registries, get_plugin_manager, make_plugin_manager
+from nst_core.color import NoColorPreservation
 from nst_core.registry import ExtractorSpec
 
 
@@ -57,7 +58,7 @@ def test_duplicate_and_invalid_registrations_are_plugin_errors():
     class Duplicate:
         @hookimpl
         def nst_register_color_methods(self, register):
-            register("none", object())
+            register("none", NoColorPreservation())
 
     pm = make_plugin_manager(load_entry_points=False)
     pm.register(Duplicate())
