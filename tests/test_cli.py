@@ -151,3 +151,23 @@ def test_cached_weights_are_used_without_a_weights_variable(random_weights_file,
     assert proc.returncode == 0, proc.stderr
     notices = [json.loads(l)["message"] for l in proc.stdout.splitlines() if '"notice"' in l]
     assert any("cache" in notice for notice in notices)
+
+
+def test_gimp_install_doctor_uninstall(tmp_path):
+    plug_ins = tmp_path / "plug-ins"
+    installed = run_cli("gimp", "install", "--gimp-dir", plug_ins)
+    assert installed.returncode == 0, installed.stderr
+    plugin = plug_ins / "nst_gimp" / "nst_gimp.py"
+    assert plugin.is_file() and os.access(plugin, os.X_OK)
+    recorded = (plug_ins / "nst_gimp" / "nst-core-path.txt").read_text().strip()
+    assert Path(recorded) == NST_CORE
+    doctor = run_cli("gimp", "doctor", "--gimp-dir", plug_ins)
+    lines = doctor.stdout.splitlines()
+    assert "ok       recorded nst-core" in doctor.stdout
+    assert all(line.startswith("ok") for line in lines[:-1]), lines  # the last line is about weights
+    plugin.chmod(0o644)
+    assert "is not executable" in run_cli("gimp", "doctor", "--gimp-dir", plug_ins).stdout
+    removed = run_cli("gimp", "uninstall", "--gimp-dir", plug_ins)
+    assert removed.returncode == 0 and not (plug_ins / "nst_gimp").exists()
+    doctor = run_cli("gimp", "doctor", "--gimp-dir", plug_ins)
+    assert doctor.returncode == 1 and "run 'nst-core gimp install'" in doctor.stdout

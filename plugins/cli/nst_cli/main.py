@@ -44,7 +44,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from nst_core import __version__
-    from nst_core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, Config
+    from nst_core.config import COLOR_MATCHES, DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, Config
     from nst_core.plugins import build_registries, get_plugin_manager
 
     registries = build_registries(get_plugin_manager())
@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=registries.color_methods.names(),
                       help="keep the photo's colours: " + "; ".join(
                           f"{name}: {method.description}" for name, method in registries.color_methods.items()))
+    look.add_argument("--color-match", choices=COLOR_MATCHES, default=defaults.color_match,
+                      help="how histogram and histogram-post match colours: chol, pca or sym (linear transfers "
+                           f"of mean and covariance) or histogram (per channel) (default {defaults.color_match})")
+    look.add_argument("--color-strength", type=float, default=defaults.color_strength, metavar="S",
+                      help="0: the painting's colours ... 1: the photo's colours fully kept "
+                           f"(default {defaults.color_strength:g})")
 
     net = run.add_argument_group("network")
     net.add_argument("--model", choices=registries.extractors.names(),
@@ -142,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="FILE", help="a torchvision VGG-16/VGG-19 state dict (.pth)")
     for sub in (weights, *weights_commands.choices.values()):
         sub.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+    gimp = commands.add_parser("gimp", help="install the GIMP 3 plug-in (Filters > Artistic > Neural Style...)",
+                               description="Install, remove or check the GIMP 3 plug-in.")
+    gimp_commands = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=OneLineParser)
+    gimp_commands.required = True
+    gimp_commands.add_parser("install", help="copy the plug-in into GIMP's plug-ins folder and record this nst-core")
+    gimp_commands.add_parser("uninstall", help="remove the plug-in from GIMP's plug-ins folder")
+    gimp_commands.add_parser("doctor", help="explain why GIMP shows no Neural Style menu entry")
+    for sub in gimp_commands.choices.values():
+        sub.add_argument("--gimp-dir", metavar="DIR",
+                         help="GIMP 3's plug-ins folder (default: the usual one for this system)")
+        sub.add_argument("--debug", action="store_true", help="show Python tracebacks")
     return parser
 
 
@@ -168,6 +186,8 @@ def config_from_args(args: argparse.Namespace):
         init_image=args.init_image,
         seed=args.seed,
         preserve_color=args.preserve_color,
+        color_match=args.color_match,
+        color_strength=args.color_strength,
         device=args.device,
         precision=args.precision,
         save_every=args.save_every,
@@ -240,6 +260,26 @@ def command_weights(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_gimp(args: argparse.Namespace) -> int:
+    from . import gimp_install
+
+    if args.gimp_command == "install":
+        cli = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "nst-core" else None
+        cli = cli or Path(sys.executable).with_name("nst-core")
+        target = gimp_install.install(args.gimp_dir, cli)
+        print(f"installed the GIMP plug-in into {target}; it runs {cli}")
+        print("restart GIMP 3, then use Filters > Artistic > Neural Style...")
+        return EXIT_OK
+    if args.gimp_command == "uninstall":
+        removed = gimp_install.uninstall(args.gimp_dir)
+        print("removed the GIMP plug-in" if removed else "the GIMP plug-in was not installed")
+        return EXIT_OK
+    checks = gimp_install.doctor(args.gimp_dir)
+    for ok, message in checks:
+        print(("ok       " if ok else "PROBLEM  ") + message)
+    return EXIT_OK if all(ok for ok, _ in checks) else EXIT_RUNTIME
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -255,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args)
         if args.command == "weights":
             return command_weights(args)
+        if args.command == "gimp":
+            return command_gimp(args)
         raise AssertionError(args.command)
     except NstError as error:
         if debug:

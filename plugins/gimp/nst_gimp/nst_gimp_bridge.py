@@ -527,6 +527,46 @@ def result_layer_name(style_name: str) -> str:
     return f"Neural Style: {style_name}"
 
 
+TEMP_PREFIX = "nst-gimp-"
+
+
+def temp_prefix() -> str:
+    """Prefix of this process's temporary folders: ``nst-gimp-<pid>-``."""
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def sweep_stale_temp_dirs(tmp: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove temporary folders left by plug-in processes that no longer run (GIMP kills a
+    plug-in whose progress is cancelled, before it can clean up). Returns what was removed."""
+    removed = []
+    base = Path(tmp or tempfile.gettempdir())
+    try:
+        candidates = list(base.glob(TEMP_PREFIX + "*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        pid_text = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir() or _pid_alive(int(pid_text)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # pragma: no cover - no cheap check; keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def cleanup_dir(path: str | os.PathLike[str] | None) -> None:
     """Remove a temporary directory and everything in it; never raises."""
     if path:

@@ -24,8 +24,14 @@ set -euo pipefail
 
 ROOT=${NST_GIMP_CHROOT:-/var/cache/nst-core/gimp-chroot}
 ROOT=${ROOT%/}
+case "$ROOT" in
+    /*/*) ;;
+    *) echo "gimp-env.sh: error: NST_GIMP_CHROOT must be an absolute path at least two levels deep, not '$ROOT'" >&2
+       exit 1 ;;
+esac
 SUITE=${NST_GIMP_SUITE:-trixie}
 MARKER="$ROOT/.nst-gimp-env-complete"
+BUILDING="$ROOT/.nst-gimp-env-building"  # present from the start of a build: safe to delete
 LOCK="$ROOT.lock"
 PACKAGES="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -72,10 +78,18 @@ build() {
         { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap; } >"$log" 2>&1 \
             || die "cannot install debootstrap from the Debian registry (see $log)"
     fi
-    # Never delete through a live bind mount (it would delete the repository or the venv).
+    # Never delete through a live bind mount (it would delete the repository or the venv), and
+    # never delete a folder this script did not make.
     umount_all
-    rm -rf --one-file-system "$ROOT"
-    mkdir -p "$(dirname "$ROOT")"
+    if [ -e "$ROOT" ]; then
+        if [ -f "$BUILDING" ] || [ -f "$MARKER" ] || [ -z "$(ls -A "$ROOT")" ]; then
+            rm -rf --one-file-system "$ROOT"
+        else
+            die "$ROOT exists and was not made by gimp-env.sh; remove it or set NST_GIMP_CHROOT"
+        fi
+    fi
+    mkdir -p "$ROOT"
+    touch "$BUILDING"
     local started=$SECONDS
     debootstrap --variant=minbase "$SUITE" "$ROOT" "$mirror" >>"$log" 2>&1 \
         || die "debootstrap $SUITE from $mirror failed: is the Debian registry reachable? (see $log)"
@@ -92,6 +106,7 @@ build() {
     local version
     version=$(chroot "$ROOT" dpkg-query -W -f '${Version}' gimp)
     echo "suite=$SUITE gimp=$version built=$(date -u +%FT%TZ)" >"$MARKER"
+    rm -f "$BUILDING"
     say "built in $((SECONDS - started)) s: GIMP $version"
 }
 
@@ -152,7 +167,7 @@ run_inside() {
     ensure
     # A private mount namespace: the mounts vanish with the command, and concurrent runs
     # never unmount each other's paths.
-    exec unshare --mount --propagation private "$0" __run_ns "$@"
+    exec unshare --mount --propagation private bash "$HERE/gimp-env.sh" __run_ns "$@"
 }
 
 run_ns() {
@@ -166,7 +181,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     ensure|build-once) ensure ;;
-    rebuild) need_root; rm -f "$MARKER"; ensure ;;
+    rebuild) need_root; [ -f "$MARKER" ] && touch "$BUILDING"; rm -f "$MARKER"; ensure ;;
     run) run_inside "$@" ;;
     __run_ns) run_ns "$@" ;;
     mount) ensure; mount_all; say "mounted; undo with: $0 umount" ;;

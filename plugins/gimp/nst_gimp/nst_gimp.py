@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Neural Style: a GIMP 3 plug-in that paints layers in the style of a painting with nst-core.
+
+Filters > Artistic > Neural Style... (procedure ``python-fu-nst-neural-style``).
+
+For every selected layer the plug-in writes the layer's pixels to a PNG in a private temporary
+folder (8-bit, or 16-bit for high-bit-depth images; with alpha when the layer has alpha), runs
+``nst-core run CONTENT STYLE -o RESULT --progress json`` in a subprocess, shows its progress in
+GIMP's progress bar and loads the result as a NEW layer named "Neural Style: <style>" right above
+the original layer, at the same offsets and the same size. The original is never modified.
+
+* Selection: with an active selection the new layer gets a layer mask made from the selection,
+  so only the selected area changes (the whole layer is still stylized, so the style is
+  computed with the layer's full context; edit or remove the mask to change the area).
+* Alpha: a layer with alpha is exported as RGBA; nst-core puts the alpha back on its output.
+* Undo: all new layers are made in one undo group ("Neural Style"), so one Undo removes them.
+* Errors: nst-core's one-line message becomes the procedure's error; nothing is added to the
+  image when any layer fails, and the temporary folder is always removed.
+* Cancelling (GIMP stops the plug-in) stops nst-core too (Linux: parent-death signal).
+
+The settings and their mapping onto nst-core's options live in ``nst_gimp_bridge.py`` (no GIMP
+needed to test it). The plug-in finds nst-core through ``nst-core-path.txt`` written next to this
+file by ``nst-core gimp install``, else ``nst-core`` on PATH.
+"""
+
+import os
+import signal
+import sys
+import tempfile
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path.insert(0, HERE)
+import nst_gimp_bridge as bridge  # noqa: E402
+
+PROC_NAME = "python-fu-nst-neural-style"
+RW = GObject.ParamFlags.READWRITE
+_STOP_REQUESTED = []
+
+
+def _choice(table):
+    choice = Gimp.Choice.new()
+    for index, (value, label) in enumerate(table.items()):
+        label = label.label if isinstance(label, bridge.Preset) else label
+        choice.add(value, index, label, "")
+    return choice
+
+
+def _error(procedure, message):
+    error = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), bridge.one_line(message), 0)
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, error)
+
+
+class NeuralStyle(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_sensitivity_mask(
+            Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)
+        procedure.set_menu_label("Neural Style...")
+        procedure.add_menu_path("<Image>/Filters/Artistic")
+        procedure.set_documentation(
+            "Paint layers in the style of a painting (neural style transfer)",
+            "Stylizes every selected layer with nst-core and puts each result in a new layer "
+            "above it, named after the style; the original layers are not changed. With a "
+            "selection, the new layers get a mask from the selection so only the selected area "
+            "changes. Style strength s maps to nst-core's --style-weight as "
+            "10 * 10^((s - 50) / 25): 50 is the engine default, each 25 points is ten times "
+            "more or less style.",
+            name)
+        procedure.set_attribution("nst-core", "nst-core contributors", "2026")
+
+        # The style: an image file (the dialog's file chooser; GIMP itself refuses a file that
+        # does not exist), or a path string for scripts (used when set and no file is chosen;
+        # ignored in interactive runs, as the dialog does not show it), or an open layer.
+        procedure.add_file_argument(
+            "style-file", "Style _image", "The painting whose style to use (PNG, JPEG, TIFF...)",
+            Gimp.FileChooserAction.OPEN, True, None, RW)
+        procedure.add_string_argument(
+            "style-path", "Style image path", "For scripts: the style image's path (when style-file is not set)",
+            "", RW)
+        procedure.add_drawable_argument(
+            "style-layer", "Or style la_yer", "An open layer to use as the style (when no style image is set)",
+            True, RW)
+        procedure.add_double_argument(
+            "strength", "Style stre_ngth", "0-100; 50 = the engine default (log scale: +25 = 10x more style)",
+            0.0, 100.0, 50.0, RW)
+        procedure.add_choice_argument(
+            "preserve-color", "Colo_urs", "Keep the layer's colours instead of the style's",
+            _choice(bridge.COLOR_MODES), bridge.DEFAULT_COLOR, RW)
+        procedure.add_choice_argument(
+            "quality", "_Quality", "Iterations and the largest processing size",
+            _choice(bridge.QUALITY_PRESETS), bridge.DEFAULT_QUALITY, RW)
+        procedure.add_int_argument(
+            "size", "Processing si_ze", "Long side in pixels to compute at (0 = the layer's size, "
+            "capped by the quality preset); the result is scaled to the layer's size",
+            0, 16384, 0, RW)
+        procedure.add_int_argument(
+            "seed", "S_eed", "Random seed (the same seed gives the same result)", 0, 2**31 - 1, 0, RW)
+        # Advanced
+        procedure.add_int_argument(
+            "iterations", "Itera_tions", "Optimization steps (0 = from the quality preset)", 0, 100000, 0, RW)
+        procedure.add_double_argument(
+            "tv-weight", "S_moothing (TV weight)", "Total-variation weight (-1 = the engine default)",
+            -1.0, 1.0e6, -1.0, RW)
+        procedure.add_choice_argument(
+            "model", "Net_work", "The VGG network", _choice(bridge.MODELS), bridge.DEFAULT_MODEL, RW)
+        return procedure
+
+
+def _show_dialog(procedure, config):
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    GimpUi.init("nst_gimp")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
+    dialog.get_spin_scale("strength", 1.0)
+    dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
+    dialog.get_label("advanced-label", "Advanced", False, False)
+    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+    dialog.fill(["style-file", "style-layer", "strength", "preserve-color", "quality", "size", "seed",
+                 "advanced"])
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted
+
+
+def _options(config, run_mode):
+    values = {}
+    for name in ("strength", "preserve-color", "quality", "size", "seed", "iterations", "tv-weight", "model"):
+        values[name] = config.get_property(name)
+    style_file = config.get_property("style-file")
+    style_path = config.get_property("style-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
+    values["style"] = (style_file.get_path() if style_file is not None else "") or style_path or ""
+    return bridge.Options.from_mapping(values)
+
+
+def _layer_of(drawable):
+    if isinstance(drawable, Gimp.LayerMask):
+        return Gimp.Layer.from_mask(drawable)
+    if isinstance(drawable, Gimp.Layer):
+        return drawable
+    return None
+
+
+def _export(drawable, path, bit_depth):
+    """Write the drawable's pixels (perceptual sRGB) to a PNG; return (width, height)."""
+    width, height = drawable.get_width(), drawable.get_height()
+    alpha = drawable.has_alpha()
+    channels = 4 if alpha else 3
+    babl_format = ("R'G'B'A" if alpha else "R'G'B'") + (" u8" if bit_depth == 8 else " u16")
+    rect = Gegl.Rectangle.new(0, 0, width, height)
+    pixels = drawable.get_buffer().get(rect, 1.0, babl_format, Gegl.AbyssPolicy.CLAMP)
+    bridge.write_png(path, bytes(pixels), width, height, channels, bit_depth)
+    return width, height
+
+
+def _selection_active(image):
+    return not Gimp.Selection.is_empty(image)
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        if not _show_dialog(procedure, config):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+
+    layers = []
+    for drawable in drawables or []:
+        layer = _layer_of(drawable)
+        if layer is None:
+            return _error(procedure, "Neural Style works on layers; select one or more layers")
+        if layer not in layers:
+            layers.append(layer)
+    if not layers:
+        return _error(procedure, "no layer selected")
+
+    options = _options(config, run_mode)
+    style_layer = config.get_property("style-layer")
+    if not options.style and style_layer is None:
+        return _error(procedure, "choose a style image (or a style layer)")
+    try:
+        options.validate()
+        cli = bridge.find_cli(HERE)
+    except (ValueError, bridge.CliError) as error:
+        return _error(procedure, str(error))
+
+    bridge.sweep_stale_temp_dirs()
+    workdir = tempfile.mkdtemp(prefix=bridge.temp_prefix())
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[signum] = signal.signal(signum, lambda *_: _STOP_REQUESTED.append(True))
+        except (ValueError, OSError):
+            pass
+    try:
+        bit_depth = bridge.bit_depth_for_precision(image.get_precision().value_name)
+        if options.style:
+            style_path = options.style
+            style_name = bridge.style_label(style_path)
+        else:
+            style_path = os.path.join(workdir, "style.png")
+            _export(style_layer, style_path, bit_depth)
+            style_name = bridge.style_label(None, style_layer.get_name())
+
+        Gimp.progress_init(f"Neural Style: {style_name}")
+        results = []
+        count = len(layers)
+        for index, layer in enumerate(layers):
+            content = os.path.join(workdir, f"content-{index}.png")
+            output = os.path.join(workdir, f"result-{index}.png")
+            width, height = _export(layer, content, bit_depth)
+            command = bridge.build_command(cli, content, style_path, output, options, width, height)
+            label = "Neural Style" if count == 1 else f"Neural Style ({index + 1}/{count})"
+
+            def on_update(fraction, text, index=index):
+                if fraction is not None:
+                    Gimp.progress_update((index + fraction) / count)
+                if text:
+                    Gimp.progress_set_text(text)
+
+            bridge.run_cli(command, on_update=on_update, should_cancel=lambda: bool(_STOP_REQUESTED),
+                           tracker=bridge.ProgressTracker(label),
+                           stderr_path=os.path.join(workdir, f"stderr-{index}.txt"))
+            if not os.path.isfile(output):
+                raise bridge.CliError(f"nst-core wrote no result for layer {layer.get_name()!r}")
+            results.append((layer, output))
+
+        # Everything worked: now change the image, in one undo group.
+        selection = _selection_active(image)
+        image.undo_group_start()
+        try:
+            for layer, output in results:
+                _add_result_layer(image, layer, output, style_name, selection)
+        finally:
+            image.undo_group_end()
+        Gimp.progress_update(1.0)
+        Gimp.displays_flush()
+    except bridge.CliError as error:
+        return _error(procedure, str(error))
+    except Exception as error:  # noqa: BLE001 - report, never leave a traceback as the only trace
+        return _error(procedure, f"Neural Style failed: {type(error).__name__}: {error}")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        bridge.cleanup_dir(workdir)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _add_result_layer(image, layer, path, style_name, selection):
+    new = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path))
+    if new is None:
+        raise bridge.CliError(f"GIMP could not load nst-core's result {os.path.basename(path)}")
+    new.set_name(bridge.result_layer_name(style_name))
+    image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
+    width, height = layer.get_width(), layer.get_height()
+    if (new.get_width(), new.get_height()) != (width, height):
+        new.scale(width, height, False)
+    _, offset_x, offset_y = layer.get_offsets()
+    new.set_offsets(offset_x, offset_y)
+    if selection:
+        new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+    return new
+
+
+if __name__ == "__main__":
+    Gimp.main(NeuralStyle.__gtype__, sys.argv)

@@ -1,0 +1,243 @@
+"""Runs INSIDE GIMP 3 (gimp-console-3.0 --batch-interpreter=python-fu-eval), driven by
+test_gimp_plugin.py: builds small test images, calls the Neural Style procedure on them
+non-interactively and writes what it saw as JSON for the pytest side to assert on.
+
+Input: $NST_GIMP_TEST_SPEC, a JSON file: {"results": PATH, "style": PATH, "photo": PATH to raw
+R'G'B'A u8 bytes, "width": W, "height": H, "iterations": N, "scenarios": [names]}.
+Each scenario runs in its own try block, so one failure does not hide the others.
+"""
+
+import json
+import os
+import time
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio  # noqa: E402
+
+SPEC = json.load(open(os.environ["NST_GIMP_TEST_SPEC"]))
+W, H = SPEC["width"], SPEC["height"]
+PHOTO = open(SPEC["photo"], "rb").read()  # W*H*4 bytes, R'G'B'A u8
+PROC = "python-fu-nst-neural-style"
+RESULTS = {}
+IMAGES = []  # deleted after each scenario (GIMP warns about "stray" images otherwise)
+
+
+def rgb_bytes(rgba):
+    return bytes(b for i, b in enumerate(rgba) if i % 4 != 3)
+
+
+def u16_bytes(rgba):
+    # 8-bit values spread to 16 bits with a little per-pixel detail below the 8-bit step
+    out = bytearray()
+    for i, v in enumerate(rgba):
+        value = min(65535, v * 257 + (i * 37) % 200) if i % 4 != 3 else 65535
+        out += value.to_bytes(2, "little")
+    return bytes(out)
+
+
+def layer_type(base, alpha):
+    if base == Gimp.ImageBaseType.GRAY:
+        return Gimp.ImageType.GRAYA_IMAGE if alpha else Gimp.ImageType.GRAY_IMAGE
+    return Gimp.ImageType.RGBA_IMAGE if alpha else Gimp.ImageType.RGB_IMAGE
+
+
+def new_image(width, height, base=Gimp.ImageBaseType.RGB, precision=None):
+    if precision is None:
+        image = Gimp.Image.new(width, height, base)
+    else:
+        image = Gimp.Image.new_with_precision(width, height, base, precision)
+    IMAGES.append(image)
+    return image
+
+
+def add_layer(image, name, data, fmt, alpha, offsets=(0, 0), size=(None, None)):
+    width, height = size[0] or W, size[1] or H
+    layer = Gimp.Layer.new(image, name, width, height, layer_type(image.get_base_type(), alpha), 100.0,
+                           Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(*offsets)
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, width, height), fmt, data)
+    buffer.flush()
+    return layer
+
+
+def pixels(drawable, fmt="R'G'B'A u8"):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+
+
+def max_diff(a, b, step=1, offset=0):
+    return max((abs(x - y) for x, y in zip(a[offset::step], b[offset::step])), default=0)
+
+
+def mean_diff(a, b):
+    return sum(abs(x - y) for x, y in zip(a, b)) / max(1, len(a))
+
+
+def run(image, drawables, **props):
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    if proc is None:
+        raise RuntimeError(f"procedure {PROC} is not registered")
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    props.setdefault("style-file", SPEC["style"])
+    props.setdefault("iterations", SPEC["iterations"])
+    props.setdefault("model", "vgg16")
+    for name, value in props.items():
+        if name == "style-file":
+            value = Gio.File.new_for_path(value) if value else None
+        config.set_property(name, value)
+    started = time.monotonic()
+    result = proc.run(config)
+    elapsed = time.monotonic() - started
+    status = result.index(0)
+    message = None
+    if result.length() > 1:
+        try:
+            message = result.index(1)
+        except Exception as error:  # noqa: BLE001
+            message = f"<unreadable: {error}>"
+    return {"status": status.value_nick if hasattr(status, "value_nick") else str(status),
+            "message": message if isinstance(message, str) else None, "seconds": round(elapsed, 2)}
+
+
+def describe(image):
+    out = []
+    for layer in image.get_layers():
+        _, x, y = layer.get_offsets()
+        out.append({"name": layer.get_name(), "width": layer.get_width(), "height": layer.get_height(),
+                    "offsets": [x, y], "alpha": layer.has_alpha(), "mask": layer.get_mask() is not None})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def composite(image):
+    flat = image.duplicate()
+    merged = pixels(flat.flatten(), "R'G'B' u8")
+    flat.delete()
+    return merged
+
+
+def scenario_basic():
+    """An RGB layer at offsets in a larger canvas, with a rectangular selection: the new layer is
+    above the original with the same geometry and a selection mask, the original is unchanged and
+    the composite changes only inside the selection."""
+    cw, ch = W + 16, H + 20
+    image = new_image(cw, ch)
+    bottom = add_layer(image, "background", bytes([200, 200, 200, 255]) * (cw * ch), "R'G'B'A u8", False,
+                       size=(cw, ch))
+    photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False, offsets=(8, 10))
+    x0, y0, sw, sh = 8 + W // 4, 10 + H // 4, W // 2, H // 2
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, x0, y0, sw, sh)
+    before = pixels(photo)
+    before_composite = composite(image)
+    undo_before = image.undo_is_enabled()
+    result = run(image, [photo])
+    layers = image.get_layers()
+    facts = {"run": result, "layers": describe(image), "undo_enabled_before": undo_before,
+             "undo_enabled_after": image.undo_is_enabled(),
+             "original_unchanged": pixels(photo) == before, "bottom_is_last": layers[-1] == bottom}
+    if len(layers) == 3:
+        facts["new_vs_original_mean_diff"] = mean_diff(pixels(layers[0]), before)
+        after = composite(image)
+        outside, inside = 0, []
+        for y in range(ch):
+            for x in range(cw):
+                i = (y * cw + x) * 3
+                diff = max(abs(p - q) for p, q in zip(after[i:i + 3], before_composite[i:i + 3]))
+                if x0 <= x < x0 + sw and y0 <= y < y0 + sh:
+                    inside.append(diff)
+                else:
+                    outside = max(outside, diff)
+        facts["outside_max_diff"] = outside
+        facts["inside_mean_diff"] = sum(inside) / len(inside)
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    facts["menu"] = {"label": proc.get_menu_label(), "paths": list(proc.get_menu_paths()),
+                     "image_types": proc.get_image_types()}
+    # A new undo group opens and closes cleanly after the plug-in's (its own was balanced).
+    facts["undo_group_balanced"] = bool(image.undo_group_start()) and bool(image.undo_group_end())
+    return facts
+
+
+def scenario_u16_alpha():
+    """A 16-bit image with an RGBA layer and no selection: works, stays 16-bit, the result has
+    finer than 8-bit levels, no mask, and keeps the layer's alpha."""
+    image = new_image(W, H, precision=Gimp.Precision.U16_NON_LINEAR)
+    data = bytearray(u16_bytes(PHOTO))
+    alpha = []
+    for y in range(H):
+        for x in range(W):
+            a = 0 if x < W // 3 else (65535 if x >= 2 * W // 3 else 32768)
+            data[(y * W + x) * 8 + 6:(y * W + x) * 8 + 8] = a.to_bytes(2, "little")
+            alpha.append(a)
+    photo = add_layer(image, "photo16", bytes(data), "R'G'B'A u16", True)
+    before = pixels(photo, "R'G'B'A u16")
+    result = run(image, [photo])
+    layers = image.get_layers()
+    facts = {"run": result, "layers": describe(image), "precision": image.get_precision().value_nick,
+             "original_unchanged": pixels(photo, "R'G'B'A u16") == before}
+    if len(layers) == 2:
+        out = pixels(layers[0], "R'G'B'A u16")
+        values = [int.from_bytes(out[i:i + 2], "little") for i in range(0, len(out), 2)]
+        colour = [v for i, v in enumerate(values) if i % 4 != 3]
+        facts["fraction_8bit_levels"] = sum(1 for v in colour if v % 257 == 0) / len(colour)
+        facts["alpha_max_diff_8bit"] = max(abs(v - a) for v, a in zip(values[3::4], alpha)) / 257
+        facts["new_vs_original_mean_diff_8bit"] = mean_diff(pixels(layers[0]), pixels(photo))
+    return facts
+
+
+def scenario_missing_style():
+    """A style file that does not exist: an execution error with nst-core's message, no layer."""
+    image = new_image(W, H)
+    photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False)
+    missing = os.path.join(os.path.dirname(SPEC["results"]), "no-such-style.png")
+    # a path string: GIMP's own file argument refuses a missing file before the plug-in runs
+    result = run(image, [photo], **{"style-file": None, "style-path": missing})
+    # the dialog's file argument: GIMP refuses the missing file itself (a calling error)
+    file_result = run(image, [photo], **{"style-file": missing})
+    return {"run": result, "file_run": file_result, "layers": describe(image), "missing": missing}
+
+
+def scenario_gray_two_layers():
+    """A grayscale image with two selected layers and the style taken from a layer of another
+    image: two results, each right above its own layer, and the image stays gray."""
+    image = new_image(W, H, base=Gimp.ImageBaseType.GRAY)
+    gray = bytes(PHOTO[i] for i in range(0, len(PHOTO), 4))
+    first = add_layer(image, "first", gray, "Y' u8", False)
+    half = bytes(gray[y * W + x] for y in range(H // 2) for x in range(W // 2))
+    second = add_layer(image, "second", half, "Y' u8", False, offsets=(4, 6), size=(W // 2, H // 2))
+    image.set_selected_layers([first, second])
+    style_image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(SPEC["style"]))
+    IMAGES.append(style_image)
+    style_layer = style_image.get_layers()[0]
+    style_layer.set_name("painting")
+    result = run(image, [first, second], **{"style-file": None, "style-layer": style_layer})
+    return {"run": result, "layers": describe(image), "base_type": image.get_base_type().value_nick}
+
+
+def main():
+    for name in SPEC["scenarios"]:
+        started = time.monotonic()
+        try:
+            RESULTS[name] = globals()["scenario_" + name]()
+        except Exception:  # noqa: BLE001
+            RESULTS[name] = {"exception": traceback.format_exc()}
+        RESULTS[name]["scenario_seconds"] = round(time.monotonic() - started, 2)
+        while IMAGES:
+            image = IMAGES.pop()
+            if image.is_valid():
+                image.delete()
+        with open(SPEC["results"], "w") as out:
+            json.dump(RESULTS, out, indent=1)
+
+
+main()

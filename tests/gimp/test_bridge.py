@@ -1,0 +1,368 @@
+"""The plug-in's GIMP-free half (plugins/gimp/nst_gimp/nst_gimp_bridge.py), without GIMP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plugins" / "gimp" / "nst_gimp"))
+
+import nst_gimp_bridge as bridge  # noqa: E402
+
+FAKE = Path(__file__).resolve().parent / "fake_nst_core.py"
+
+
+def fake_cli():
+    return [sys.executable, str(FAKE)]
+
+
+# --- strength mapping -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strength, weight", [(0, 0.1), (25, 1.0), (50, 10.0), (75, 100.0), (100, 1000.0)])
+def test_strength_is_logarithmic_with_50_at_the_engine_default(strength, weight):
+    assert bridge.style_weight_for_strength(strength) == pytest.approx(weight)
+    assert bridge.strength_for_style_weight(weight) == pytest.approx(strength)
+
+
+def test_strength_is_clamped_and_monotonic():
+    weights = [bridge.style_weight_for_strength(s) for s in range(-10, 111)]
+    assert weights == sorted(weights)
+    assert weights[0] == pytest.approx(0.1) and weights[-1] == pytest.approx(1000.0)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def flags(command):
+    """The --flag value pairs of a command (after 'run C S -o OUT')."""
+    rest = command[command.index("-o") + 2:]
+    return {rest[i]: rest[i + 1] for i in range(0, len(rest), 2)}
+
+
+def test_default_command():
+    command = bridge.build_command("/bin/nst-core", "c.png", "s.png", "o.png", bridge.Options(style="s.png"), 300, 200)
+    assert command[:6] == ["/bin/nst-core", "run", "c.png", "s.png", "-o", "o.png"]
+    assert flags(command) == {"--size": "0", "--iterations": "200", "--style-weight": "10", "--seed": "0",
+                              "--preserve-color": "none", "--progress": "json"}
+    assert "--quiet" not in command  # --quiet would silence the JSON progress
+
+
+def test_presets_set_iterations_and_cap_the_size():
+    for name, preset in bridge.QUALITY_PRESETS.items():
+        options = bridge.Options(quality=name)
+        big = flags(bridge.build_command("x", "c", "s", "o", options, 5000, 100))
+        small = flags(bridge.build_command("x", "c", "s", "o", options, 100, 20))
+        assert big["--iterations"] == str(preset.iterations)
+        assert big["--size"] == str(preset.max_size)
+        assert small["--size"] == "0"  # the layer's own size
+    assert bridge.QUALITY_PRESETS["preview"].iterations < bridge.QUALITY_PRESETS["best"].iterations
+
+
+def test_explicit_settings_win():
+    options = bridge.Options(quality="preview", size=96, iterations=5, strength=75, seed=7, tv_weight=0.5,
+                             model="vgg16", preserve_color="luminance", extra=["--device", "cpu"])
+    command = bridge.build_command(["py", "cli.py"], "c", "s", "o", options, 4000, 3000)
+    assert command[:2] == ["py", "cli.py"]
+    assert flags(command) == {"--size": "96", "--iterations": "5", "--style-weight": "100", "--tv-weight": "0.5",
+                              "--seed": "7", "--model": "vgg16", "--preserve-color": "luminance",
+                              "--progress": "json", "--device": "cpu"}
+
+
+def test_auto_model_and_default_tv_are_left_to_the_engine():
+    command = bridge.build_command("x", "c", "s", "o", bridge.Options(), 10, 10)
+    assert "--model" not in command and "--tv-weight" not in command
+
+
+def test_options_from_gimp_names():
+    options = bridge.Options.from_mapping({"preserve-color": "histogram", "tv-weight": 2.0, "style": "a.png",
+                                           "run-mode": 1})
+    assert (options.preserve_color, options.tv_weight, options.style) == ("histogram", 2.0, "a.png")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"quality": "ultra"}, "unknown quality"), ({"preserve_color": "sepia"}, "unknown preserve color"),
+    ({"model": "resnet"}, "unknown model"), ({"strength": 101}, "strength"), ({"size": 8}, "at least 16"),
+    ({"iterations": -1}, "iterations"),
+])
+def test_invalid_options_are_one_line_errors(change, words):
+    options = bridge.Options(**change)
+    with pytest.raises(ValueError, match=words):
+        bridge.build_command("x", "c", "s", "o", options, 10, 10)
+
+
+def test_adding_a_choice_is_one_line(monkeypatch):
+    monkeypatch.setitem(bridge.QUALITY_PRESETS, "draft", bridge.Preset("Draft", iterations=20, max_size=256))
+    monkeypatch.setitem(bridge.COLOR_MODES, "lab", "Lab matching")
+    command = bridge.build_command("x", "c", "s", "o", bridge.Options(quality="draft", preserve_color="lab"), 999, 9)
+    assert flags(command)["--iterations"] == "20" and flags(command)["--size"] == "256"
+    assert flags(command)["--preserve-color"] == "lab"
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+def test_parse_event_ignores_non_json():
+    assert bridge.parse_event('{"event":"start","total":5}\n') == {"event": "start", "total": 5}
+    assert bridge.parse_event(b'{"event":"done"}') == {"event": "done"}
+    for line in ("", "hello", "{not json", "[1,2]", '{"step": 1}'):
+        assert bridge.parse_event(line) is None
+
+
+def test_tracker_fractions_and_texts():
+    tracker = bridge.ProgressTracker("NS")
+    assert tracker.feed({"event": "start", "total": 4}) == (0.0, "NS: starting")
+    fraction, text = tracker.feed({"event": "progress", "step": 1, "total": 4, "eta": 75.0})
+    assert fraction == 0.25 and text == "NS: step 1/4, 1:15 left"
+    assert tracker.feed({"event": "notice", "message": "using vgg16"}) == (None, "NS: using vgg16")
+    assert tracker.feed({"event": "done", "output": "/o.png", "steps": 4}) == (1.0, "NS: done")
+    assert tracker.output == "/o.png" and tracker.notices == ["using vgg16"]
+    assert tracker.feed({"event": "error", "message": "bad\nthing"}) is None and tracker.error == "bad thing"
+    assert tracker.feed({"event": "unknown-future-event"}) is None
+
+
+def test_error_from_stderr():
+    assert bridge.error_from_stderr("warning\nnst-core: error: cannot read x.png\n") == "cannot read x.png"
+    assert bridge.error_from_stderr("Traceback...\nKeyError: 'x'\n") == "KeyError: 'x'"
+    assert bridge.error_from_stderr("") is None
+
+
+# --- running the CLI (with a fake that follows the contract) -----------------------------------
+
+@pytest.fixture
+def images(tmp_path):
+    from PIL import Image
+
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    Image.new("RGBA", (8, 6), (10, 20, 30, 128)).save(content)
+    Image.new("RGB", (8, 6), (200, 100, 0)).save(style)
+    return content, style, tmp_path / "out.png"
+
+
+def test_run_cli_success_reports_progress(images):
+    content, style, out = images
+    updates = []
+    command = bridge.build_command(fake_cli(), content, style, out, bridge.Options(iterations=4), 8, 6)
+    tracker = bridge.run_cli(command, on_update=lambda f, t: updates.append((f, t)))
+    assert tracker.done and out.is_file() and tracker.output == str(out)
+    fractions = [f for f, _ in updates if f is not None]
+    assert fractions == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]  # step 4/4, then done
+    from PIL import Image
+
+    with Image.open(out) as result:
+        assert result.mode == "RGBA" and result.getpixel((0, 0)) == (245, 235, 225, 128)
+
+
+def test_run_cli_error_becomes_cli_error_with_the_one_line_message(images, tmp_path):
+    content, _, out = images
+    command = bridge.build_command(fake_cli(), content, tmp_path / "missing.png", out, bridge.Options(), 8, 6)
+    with pytest.raises(bridge.CliError) as caught:
+        bridge.run_cli(command)
+    assert str(caught.value) == f"cannot read {tmp_path / 'missing.png'}: no such file"
+    assert caught.value.returncode == 2 and not out.exists()
+
+
+def test_runtime_error_message(images, monkeypatch):
+    content, style, out = images
+    monkeypatch.setenv("FAKE_NST_FAIL", "loss became NaN")
+    with pytest.raises(bridge.CliError, match="^loss became NaN$"):
+        bridge.run_cli(bridge.build_command(fake_cli(), content, style, out, bridge.Options(iterations=4), 8, 6))
+
+
+def test_error_without_json_uses_stderr(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nsys.stderr.write('nst-core: error: cannot import nst_core (x)\\n')\nsys.exit(1)\n")
+    with pytest.raises(bridge.CliError, match=r"^cannot import nst_core \(x\)$"):
+        bridge.run_cli([sys.executable, str(script)])
+
+
+def test_missing_executable(tmp_path):
+    with pytest.raises(bridge.CliError, match="cannot start"):
+        bridge.run_cli([str(tmp_path / "no-such-nst-core")])
+
+
+def test_cancel_stops_the_subprocess(images, monkeypatch, tmp_path):
+    content, style, out = images
+    monkeypatch.setenv("FAKE_NST_STEP_DELAY", "0.2")
+    started = time.monotonic()
+    seen = []
+
+    def should_cancel():
+        return len(seen) >= 2
+
+    command = bridge.build_command(fake_cli(), content, style, out, bridge.Options(iterations=500), 8, 6)
+    with pytest.raises(bridge.Cancelled):
+        bridge.run_cli(command, on_update=lambda f, t: seen.append(f), should_cancel=should_cancel,
+                       poll_interval=0.05)
+    assert time.monotonic() - started < 15
+    assert out.is_file()  # the fake (like nst-core) writes its best image when stopped
+
+
+def test_child_environment_drops_gimps_python_settings():
+    env = bridge.child_env({"PYTHONPATH": "/gimp/python", "PYTHONHOME": "/gimp", "PATH": "/bin", "X": "1"})
+    assert "PYTHONPATH" not in env and "PYTHONHOME" not in env
+    assert env["PATH"] == "/bin" and env["X"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_cli_dies_with_the_plugin_process(images, tmp_path):
+    """GIMP kills a cancelled plug-in; its nst-core must not run on (PR_SET_PDEATHSIG)."""
+    content, style, out = images
+    pid_file = tmp_path / "pid"
+    command = bridge.build_command(fake_cli(), content, style, out, bridge.Options(iterations=1000), 8, 6)
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'plugins' / 'gimp' / 'nst_gimp')!r})\n"
+        "import nst_gimp_bridge as b\n"
+        "def upd(f, t):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"b.run_cli({command!r}, on_update=upd)\n")
+    import subprocess
+
+    env = dict(os.environ, FAKE_NST_STEP_DELAY="0.1", FAKE_NST_ARGS_LOG=str(tmp_path / "args.log"))
+    plugin = subprocess.Popen([sys.executable, str(driver)], env=env)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(p) for p in Path(f"/proc/{plugin.pid}/task/{plugin.pid}/children").read_text().split()]
+    assert children, "the CLI did not start"
+    plugin.kill()  # as GIMP does
+    plugin.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() and
+                                              "Z" not in _state(c) for c in children):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{c}").exists() and "Z" not in _state(c) for c in children)
+
+
+def _state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+# --- PNG writing ------------------------------------------------------------------------------
+
+def decode_png(data):
+    """A minimal decoder for what write_png writes (filter type 0 rows)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, color_type = header[:4]
+    raw = zlib.decompress(idat)
+    stride = len(raw) // height
+    assert all(raw[row * stride] == 0 for row in range(height))
+    return header, b"".join(raw[row * stride + 1:(row + 1) * stride] for row in range(height))
+
+
+@pytest.mark.parametrize("channels, mode", [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
+def test_png_8bit_round_trips_through_pillow(tmp_path, channels, mode):
+    from PIL import Image
+
+    width, height = 5, 3
+    pixels = bytes((i * 7) % 256 for i in range(width * height * channels))
+    path = tmp_path / "x.png"
+    bridge.write_png(path, pixels, width, height, channels, 8)
+    with Image.open(path) as image:
+        assert image.mode == mode and image.size == (width, height)
+        assert image.tobytes() == pixels
+
+
+def test_png_16bit_is_big_endian_rgba(tmp_path):
+    from array import array
+
+    width, height = 3, 2
+    samples = array("H", [(i * 4099) % 65536 for i in range(width * height * 4)])
+    native = samples.tobytes()  # as GEGL's "u16" formats give them
+    path = tmp_path / "x16.png"
+    bridge.write_png(path, native, width, height, 4, 16)
+    header, body = decode_png(path.read_bytes())
+    assert header[:4] == (width, height, 16, 6)
+    assert list(struct.unpack(f">{width * height * 4}H", body)) == list(samples)
+    from PIL import Image
+
+    with Image.open(path) as image:  # Pillow accepts it (and reduces it to 8-bit RGBA)
+        assert image.size == (width, height)
+
+
+def test_png_rejects_wrong_sizes():
+    with pytest.raises(ValueError):
+        bridge.png_bytes(b"\x00" * 5, 2, 2, 1, 8)
+    with pytest.raises(ValueError):
+        bridge.png_bytes(b"\x00" * 4, 2, 2, 1, 4)
+
+
+def test_bit_depth_for_precision():
+    assert bridge.bit_depth_for_precision("GIMP_PRECISION_U8_NON_LINEAR") == 8
+    assert bridge.bit_depth_for_precision("u8-linear") == 8
+    for name in ("GIMP_PRECISION_U16_NON_LINEAR", "GIMP_PRECISION_FLOAT_LINEAR", "half-perceptual", "u32-linear"):
+        assert bridge.bit_depth_for_precision(name) == 16
+
+
+# --- finding the CLI, names, temp folders -------------------------------------------------------
+
+def executable(path):
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_find_cli_order(tmp_path):
+    plugin, bin_dir = tmp_path / "plugin", tmp_path / "bin"
+    plugin.mkdir(), bin_dir.mkdir()
+    on_path = executable(bin_dir / "nst-core")
+    recorded = executable(tmp_path / "recorded-nst-core")
+    env = {"PATH": str(bin_dir)}
+    assert bridge.find_cli(plugin, environ=env) == str(on_path)
+    (plugin / bridge.CLI_PATH_FILE).write_text(f"{recorded}\n")
+    assert bridge.find_cli(plugin, environ=env) == str(recorded)
+    override = executable(tmp_path / "override")
+    assert bridge.find_cli(plugin, environ={**env, bridge.CLI_ENV: str(override)}) == str(override)
+
+
+def test_find_cli_errors(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / bridge.CLI_PATH_FILE).write_text(str(tmp_path / "gone") + "\n")
+    with pytest.raises(bridge.CliError, match="nst-core gimp install"):
+        bridge.find_cli(plugin, environ={"PATH": str(tmp_path / "empty")})
+    with pytest.raises(bridge.CliError, match=bridge.CLI_ENV):
+        bridge.find_cli(plugin, environ={bridge.CLI_ENV: str(tmp_path / "gone")})
+
+
+def test_names():
+    assert bridge.style_label("/x/starry_night.jpg") == "starry_night"
+    assert bridge.style_label("", "Layer 2") == "Layer 2"
+    assert bridge.result_layer_name("starry_night") == "Neural Style: starry_night"
+
+
+def test_sweep_removes_only_dead_processes_folders(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{bridge.TEMP_PREFIX}{dead.pid}-abc"
+    mine = tmp_path / f"{bridge.temp_prefix()}def"
+    other = tmp_path / "unrelated"
+    for folder in (stale, mine, other):
+        folder.mkdir()
+        (folder / "f").write_text("x")
+    assert bridge.sweep_stale_temp_dirs(tmp_path) == [stale]
+    assert not stale.exists() and mine.exists() and other.exists()

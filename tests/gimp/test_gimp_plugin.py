@@ -1,0 +1,130 @@
+"""The GIMP 3 plug-in, through a real GIMP 3.0 (gimp-console-3.0 in a Debian trixie chroot, see
+plugins/gimp/tools/gimp-env.sh), the real nst-core CLI and the real VGG-16 weights at a tiny size.
+
+All scenarios run in ONE GIMP start (each start costs ~9 s): the module fixture runs
+gimp_batch.py inside GIMP, which writes what it observed as JSON; each test asserts on its part.
+
+Undo: GIMP 3.0's plug-in API has no call that performs an undo (undo is a UI action), so the test
+checks that the plug-in's undo group is balanced (a new group opens and closes after it) and that
+undo stays enabled; all result layers are made between one undo_group_start()/undo_group_end().
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+
+WIDTH, HEIGHT, ITERATIONS = 64, 48, 5
+SCENARIOS = ["basic", "u16_alpha", "missing_style", "gray_two_layers"]
+RESULT_NAME = "Neural Style: starry_night"
+
+
+@pytest.fixture(scope="module")
+def gimp_results(gimp_env, tmp_path_factory):
+    if not harness.weights_file().is_file():
+        pytest.fail(f"real VGG-16 weights missing: {harness.weights_file()}", pytrace=False)
+    base = tmp_path_factory.mktemp("gimp")
+    home = base / "home"
+    home.mkdir()
+    harness.install_plugin(home, harness.cli_executable())
+    harness.write_photo(base / "photo.rgba", WIDTH, HEIGHT)
+    spec = {"results": str(base / "results.json"), "style": str(harness.style_file()),
+            "photo": str(base / "photo.rgba"), "width": WIDTH, "height": HEIGHT, "iterations": ITERATIONS,
+            "scenarios": SCENARIOS}
+    results = harness.run_batch(home, spec)
+    gimp = results["_gimp"]
+    timings = {name: results.get(name, {}).get("scenario_seconds") for name in SCENARIOS}
+    print(f"\nGIMP run: {gimp['seconds']} s (chroot ensure {gimp_env:.1f} s); scenarios: {timings}")
+    if gimp["returncode"] != 0 or not any(name in results for name in SCENARIOS):
+        pytest.fail(f"GIMP batch failed (exit {gimp['returncode']}):\n{gimp['output']}", pytrace=False)
+    return results
+
+
+def scenario(results, name):
+    facts = results.get(name)
+    assert facts is not None, f"scenario {name} did not run:\n{results['_gimp']['output']}"
+    assert "exception" not in facts, facts["exception"]
+    return facts
+
+
+def succeeded(facts):
+    assert facts["run"]["status"] == "success", facts["run"]
+    return facts
+
+
+def test_new_layer_above_original_which_is_unchanged(gimp_results):
+    facts = succeeded(scenario(gimp_results, "basic"))
+    names = [layer["name"] for layer in facts["layers"]]
+    assert names == [RESULT_NAME, "photo", "background"]
+    new, original = facts["layers"][0], facts["layers"][1]
+    assert (new["width"], new["height"], new["offsets"]) == (original["width"], original["height"], [8, 10])
+    assert facts["original_unchanged"]
+    assert facts["new_vs_original_mean_diff"] > 2.0  # stylized, not a copy
+    assert facts["bottom_is_last"]
+
+
+def test_menu_entry(gimp_results):
+    menu = scenario(gimp_results, "basic")["menu"]
+    assert menu["label"] == "Neural Style..."
+    assert menu["paths"] == ["<Image>/Filters/Artistic"]
+    assert menu["image_types"] == "RGB*, GRAY*"
+
+
+def test_one_balanced_undo_group(gimp_results):
+    facts = succeeded(scenario(gimp_results, "basic"))
+    assert facts["undo_enabled_before"] and facts["undo_enabled_after"]
+    assert facts["undo_group_balanced"]
+
+
+def test_selection_limits_the_change(gimp_results):
+    facts = succeeded(scenario(gimp_results, "basic"))
+    assert facts["layers"][0]["mask"]
+    assert facts["outside_max_diff"] <= 1
+    assert facts["inside_mean_diff"] > 2.0
+
+
+def test_16_bit_image_with_alpha(gimp_results):
+    facts = succeeded(scenario(gimp_results, "u16_alpha"))
+    assert [layer["name"] for layer in facts["layers"]] == [RESULT_NAME, "photo16"]
+    new = facts["layers"][0]
+    assert new["alpha"] and not new["mask"]  # no selection: no mask
+    assert facts["precision"] == "u16-non-linear"
+    assert facts["original_unchanged"]
+    assert facts["new_vs_original_mean_diff_8bit"] > 2.0
+    assert facts["alpha_max_diff_8bit"] <= 2, facts
+    # a 16-bit result (nst-core writes 16-bit PNGs for 16-bit input), not 8-bit levels
+    assert facts["fraction_8bit_levels"] < 0.5, facts
+
+
+def test_missing_style_is_an_execution_error_with_the_cli_message(gimp_results):
+    facts = scenario(gimp_results, "missing_style")
+    assert facts["run"]["status"] == "execution-error", facts["run"]
+    message = facts["run"]["message"] or ""
+    assert "no-such-style" in message, message
+    assert "Traceback" not in message and "\n" not in message
+    assert facts["file_run"]["status"] in ("calling-error", "execution-error"), facts["file_run"]
+    assert [layer["name"] for layer in facts["layers"]] == ["photo"]
+
+
+def test_gray_image_two_selected_layers_style_from_a_layer(gimp_results):
+    facts = succeeded(scenario(gimp_results, "gray_two_layers"))
+    assert facts["base_type"] == "gray"
+    names = [layer["name"] for layer in facts["layers"]]
+    # named after the style layer; GIMP makes the second name unique ("... #1")
+    assert names[1::2] == ["second", "first"]
+    assert all(name.startswith("Neural Style: painting") for name in names[0::2]), names
+    assert facts["layers"][0]["offsets"] == facts["layers"][1]["offsets"] == [4, 6]
+    assert (facts["layers"][0]["width"], facts["layers"][0]["height"]) == (WIDTH // 2, HEIGHT // 2)
+
+
+def test_temporary_files_removed(gimp_results):
+    leftovers = [name for name in gimp_results["_gimp"]["leftover_temp"] if name.startswith("nst-gimp-")]
+    assert leftovers == []
