@@ -27,7 +27,7 @@ def fake_cli():
 
 # --- strength mapping -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("strength, weight", [(0, 0.1), (25, 1.0), (50, 10.0), (75, 100.0), (100, 1000.0)])
+@pytest.mark.parametrize("strength, weight", [(0, 0.05), (25, 0.5), (50, 5.0), (75, 50.0), (100, 500.0)])
 def test_strength_is_logarithmic_with_50_at_the_engine_default(strength, weight):
     assert bridge.style_weight_for_strength(strength) == pytest.approx(weight)
     assert bridge.strength_for_style_weight(weight) == pytest.approx(strength)
@@ -36,7 +36,7 @@ def test_strength_is_logarithmic_with_50_at_the_engine_default(strength, weight)
 def test_strength_is_clamped_and_monotonic():
     weights = [bridge.style_weight_for_strength(s) for s in range(-10, 111)]
     assert weights == sorted(weights)
-    assert weights[0] == pytest.approx(0.1) and weights[-1] == pytest.approx(1000.0)
+    assert weights[0] == pytest.approx(0.05) and weights[-1] == pytest.approx(500.0)
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def flags(command):
 def test_default_command():
     command = bridge.build_command("/bin/nst-core", "c.png", "s.png", "o.png", bridge.Options(style="s.png"), 300, 200)
     assert command[:6] == ["/bin/nst-core", "run", "c.png", "s.png", "-o", "o.png"]
-    assert flags(command) == {"--size": "0", "--iterations": "200", "--style-weight": "10", "--seed": "0",
+    assert flags(command) == {"--size": "0", "--iterations": "200", "--style-weight": "5", "--seed": "0",
                               "--preserve-color": "none", "--progress": "json"}
     assert "--quiet" not in command  # --quiet would silence the JSON progress
 
@@ -71,7 +71,7 @@ def test_explicit_settings_win():
                              model="vgg16", preserve_color="luminance", extra=["--device", "cpu"])
     command = bridge.build_command(["py", "cli.py"], "c", "s", "o", options, 4000, 3000)
     assert command[:2] == ["py", "cli.py"]
-    assert flags(command) == {"--size": "96", "--iterations": "5", "--style-weight": "100", "--tv-weight": "0.5",
+    assert flags(command) == {"--size": "96", "--iterations": "5", "--style-weight": "50", "--tv-weight": "0.5",
                               "--seed": "7", "--model": "vgg16", "--preserve-color": "luminance",
                               "--progress": "json", "--device": "cpu"}
 
@@ -366,3 +366,9 @@ def test_sweep_removes_only_dead_processes_folders(tmp_path):
         (folder / "f").write_text("x")
     assert bridge.sweep_stale_temp_dirs(tmp_path) == [stale]
     assert not stale.exists() and mine.exists() and other.exists()
+
+
+def test_strength_50_is_the_engine_default_style_weight():
+    from nst_core import Config
+
+    assert bridge.style_weight_for_strength(50) == Config().style_weight

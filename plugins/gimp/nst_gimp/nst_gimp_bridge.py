@@ -78,8 +78,9 @@ MODELS: dict[str, str] = {
 }
 DEFAULT_MODEL = "auto"
 
-#: Engine default of ``--style-weight``, reached at strength 50.
-DEFAULT_STYLE_WEIGHT = 10.0
+#: Engine default of ``--style-weight`` (``nst_core.Config().style_weight``; GIMP's Python cannot
+#: import nst_core, so it is repeated here and a test checks that the two agree), reached at 50.
+DEFAULT_STYLE_WEIGHT = 5.0
 #: Strength points per decade of style weight: 0 -> 0.1, 25 -> 1, 50 -> 10, 75 -> 100, 100 -> 1000.
 STRENGTH_POINTS_PER_DECADE = 25.0
 #: Smallest processing size the engine accepts.
@@ -89,7 +90,7 @@ MIN_SIZE = 16
 def style_weight_for_strength(strength: float) -> float:
     """Map the 0-100 "style strength" slider onto ``--style-weight`` (logarithmically).
 
-    ``weight = 10 * 10 ** ((strength - 50) / 25)``: 50 gives the engine's default 10.0 and every
+    ``weight = 5 * 10 ** ((strength - 50) / 25)``: 50 gives the engine's default 5.0 and every
     25 points multiply the weight by ten (0 -> 0.1, 100 -> 1000), so equal slider steps make
     similar-looking changes anywhere on the slider.
     """
