@@ -12,10 +12,12 @@ pairs when the loss has a large scale; the line search, together with the relati
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+from torch.optim.lbfgs import _strong_wolfe  # a plain function: no torch._dynamo import
 
 from .config import Config
 from .errors import OptimizationError
@@ -99,44 +101,81 @@ def optimize(start: torch.Tensor, objective: Objective, *, config: Config, on_st
 
 
 def _run_lbfgs(image: torch.Tensor, tracker: _Tracker) -> None:
-    optimizer = torch.optim.LBFGS(
-        [image],
-        lr=1.0,
-        max_iter=tracker.total,
-        max_eval=tracker.total * 2,
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
-        history_size=LBFGS_HISTORY,
-        line_search_fn="strong_wolfe",
-    )
+    """L-BFGS (two-loop recursion) with PyTorch's strong-Wolfe line search, on the flat image.
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=False)
-        return tracker.evaluate(image)
+    Written here rather than using ``torch.optim.LBFGS`` because constructing any
+    ``torch.optim`` optimizer imports ``torch._dynamo``, which costs as much as importing torch
+    itself (2–3 s per run) and buys nothing here.
+    """
+    shape = image.shape
 
+    def evaluate(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
+        point = flat.view(shape).detach().requires_grad_(True)
+        loss = tracker.evaluate(point)
+        return float(loss.detach()), point.grad.reshape(-1)
+
+    def along(start: torch.Tensor, step: float, direction: torch.Tensor) -> tuple[float, torch.Tensor]:
+        return evaluate(start + step * direction)
+
+    history: deque[tuple[torch.Tensor, torch.Tensor, float]] = deque(maxlen=LBFGS_HISTORY)
+    h_diag = 1.0
     try:
-        while tracker.steps < tracker.total and not tracker.cancelled:
-            before = tracker.steps
-            optimizer.step(closure)
-            if tracker.steps == before:  # converged: nothing more to gain
+        x = image.detach().reshape(-1).clone()
+        loss, grad = evaluate(x)
+        direction = -grad
+        step = min(1.0, 1.0 / max(float(grad.abs().sum()), 1e-30))  # first step: at most unit length
+        while True:
+            slope = float(grad.dot(direction))
+            if slope > -1e-20:  # not a descent direction any more: converged
                 break
+            new_loss, new_grad, step, _ = _strong_wolfe(along, x, step, direction, loss, grad, slope)
+            move = direction * step
+            x = x + move
+            change = new_grad - grad
+            curvature = float(change.dot(move))
+            if curvature > 1e-10:
+                history.append((change, move, 1.0 / curvature))
+                h_diag = curvature / float(change.dot(change))
+            loss, grad = new_loss, new_grad
+            direction = _two_loop(grad, history, h_diag)
+            step = 1.0
     except _Stop:
         pass
 
 
+def _two_loop(grad: torch.Tensor, history, h_diag: float) -> torch.Tensor:
+    """The L-BFGS search direction ``-H·grad`` from the stored (y, s, 1/yᵀs) pairs."""
+    q = grad.neg()
+    alphas = []
+    for change, move, rho in reversed(history):
+        alpha = float(move.dot(q)) * rho
+        q.add_(change, alpha=-alpha)
+        alphas.append(alpha)
+    r = q.mul_(h_diag)
+    for (change, move, rho), alpha in zip(history, reversed(alphas)):
+        beta = float(change.dot(r)) * rho
+        r.add_(move, alpha=alpha - beta)
+    return r
+
+
 def _run_adam(image: torch.Tensor, tracker: _Tracker, *, learning_rate: float) -> None:
     """Adam with a cosine learning-rate decay to 5 %, the image kept within [0, 1]."""
-    optimizer = torch.optim.Adam([image], lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=tracker.total, eta_min=learning_rate * 0.05
-    )
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    floor = learning_rate * 0.05
+    x = image.detach().clone()
+    mean = torch.zeros_like(x)
+    square = torch.zeros_like(x)
     try:
-        while tracker.steps < tracker.total and not tracker.cancelled:
-            optimizer.zero_grad(set_to_none=False)
-            tracker.evaluate(image)
-            optimizer.step()
-            schedule.step()
-            with torch.no_grad():
-                image.clamp_(0.0, 1.0)
+        for k in range(1, tracker.total + 1):
+            point = x.requires_grad_(True)
+            tracker.evaluate(point)
+            grad = point.grad
+            x = point.detach()
+            rate = floor + (learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * (k - 1) / tracker.total))
+            mean.mul_(beta1).add_(grad, alpha=1 - beta1)
+            square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            corrected = mean / (1 - beta1**k)
+            scale = (square / (1 - beta2**k)).sqrt_().add_(eps)
+            x.addcdiv_(corrected, scale, value=-rate).clamp_(0.0, 1.0)
     except _Stop:
         pass

@@ -106,3 +106,21 @@ def test_sixteen_bit_content_gives_sixteen_bit_output(random_weights, small_pair
     output = tmp_path / "out16.png"
     stylize_files(content16, [small_files[1]], output, config=Config(**FAST))
     assert load_image(output).bit_depth == 16
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_a_run_does_not_import_torch_dynamo(random_weights, optimizer):
+    """torch.optim's optimizers import torch._dynamo (seconds of start-up); ours must not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from nst_core import Config, stylize\n"
+        "image = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)\n"
+        f"stylize(image, [image], config=Config(size=16, iterations=3, optimizer={optimizer!r}))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
