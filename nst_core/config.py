@@ -23,6 +23,8 @@ DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 POOLINGS = ("avg", "max")
 OPTIMIZERS = ("lbfgs", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: How colour methods match one image's colours to another's (see :mod:`nst_core.color`).
+COLOR_MATCHES = ("chol", "pca", "sym", "histogram")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +46,8 @@ class Config:
     #: Feature extractor name (``vgg16``, ``vgg19`` or a plugin's); ``None``: the weights
     #: file's architecture, else ``vgg19`` (the paper's network).
     model: str | None = None
-    #: Weights file; ``None``: ``$NST_CORE_WEIGHTS``, then the cache, then a download.
+    #: Weights file, or ``"torchvision"`` (PyTorch's weights: nst-core's cache, else a download);
+    #: ``None``: ``$NST_CORE_WEIGHTS``, then the embedded weights, then the cache.
     weights: str | None = None
     pooling: str = "avg"
 
@@ -73,6 +76,11 @@ class Config:
     # --- colour -----------------------------------------------------------------------------------
     #: Colour-preservation method (``none`` or a registered method).
     preserve_color: str = "none"
+    #: How ``histogram`` and ``histogram-post`` match colours: a linear transfer of mean and
+    #: covariance (``chol``, ``pca``, ``sym``) or per-channel ``histogram`` matching.
+    color_match: str = "sym"
+    #: 0 keeps the style's colours, 1 preserves the photo's fully (see :mod:`nst_core.color`).
+    color_strength: float = 1.0
 
     # --- hardware ---------------------------------------------------------------------------------
     #: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` …
@@ -92,6 +100,8 @@ class Config:
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("color_match", self.color_match, COLOR_MATCHES)
+        _check_float("color_strength", self.color_strength, minimum=0.0, maximum=1.0)
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_float(name, getattr(self, name), minimum=0.0)
         _check_float("learning_rate", self.learning_rate, minimum=1e-8, maximum=10.0)

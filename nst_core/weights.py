@@ -3,21 +3,31 @@
 Where a run's weights come from (:func:`load_weights`), first match wins:
 
 1. an explicit file: ``Config.weights``, else ``$NST_CORE_WEIGHTS`` (:func:`explicit_weights_path`);
-2. nst-core's cache, ``cached_weights_path(model)`` (filled by :func:`import_weights`, that is
-   ``nst-core weights import FILE``);
-3. torchvision's official ImageNet weights, through torchvision's own download machinery and its
-   cache (``$TORCH_HOME/hub/checkpoints``): a file downloaded before is used without network.
+2. the weights embedded in the package (:func:`embedded_weights_path`): the original VGG weights
+   of Simonyan & Zisserman, 8-bit quantized, in ``nst_core/data`` — so a fresh install works with
+   no network and no weights file;
+3. nst-core's cache, ``cached_weights_path(model)`` (filled by :func:`import_weights`, that is
+   ``nst-core weights import FILE``), used when the embedded file is missing from an installation.
 
-Every file is loaded with ``torch.load(..., weights_only=True)`` (no code in a weights file ever
-runs) and checked before use: its architecture is inferred from the number of convolutions
-(13: VGG-16, 16: VGG-19) and every key and shape must match torchvision's ``features`` layout
-exactly (:func:`nst_core.features.vgg_conv_shapes`). Anything wrong is a :class:`WeightsError`
-with a one-line message that names the file.
+``Config.weights == "torchvision"`` (or ``$NST_CORE_WEIGHTS=torchvision``) asks for PyTorch's
+re-trained ImageNet weights instead: the file imported into nst-core's cache if there is one,
+else torchvision's own download machinery and cache (``$TORCH_HOME/hub/checkpoints``; a file
+downloaded before is used without network). Nothing is ever downloaded unless asked for this way.
+
+Every ``.pth`` file is loaded with ``torch.load(..., weights_only=True)`` (no code in a weights
+file ever runs), every ``.npz`` file with ``numpy.load(..., allow_pickle=False)``, and checked
+before use: its architecture is inferred from the number of convolutions (13: VGG-16, 16:
+VGG-19) and every key and shape must match torchvision's ``features`` layout exactly
+(:func:`nst_core.features.vgg_conv_shapes`). Anything wrong is a :class:`WeightsError` with a
+one-line message that names the file.
 
 Accepted layouts: a torchvision ``vgg16().features`` / ``vgg19().features`` state dict (keys
 ``0.weight`` …), a full torchvision VGG state dict (``features.0.weight`` …; ``classifier.*`` is
 dropped), either of them wrapped in ``{"state_dict": …}`` or ``{"model": …}``, and keys prefixed
-with ``module.`` (``nn.DataParallel``).
+with ``module.`` (``nn.DataParallel``). An ``.npz`` file holds the same keys as arrays, and a
+quantized tensor as two arrays (see :func:`write_embedded_file`): ``KEY.codes`` (uint8) and
+``KEY.codebook`` (float, ``(256,)`` for the whole tensor or ``(in_channels, 256)``, one row per
+input channel), dequantized as ``codebook[codes]`` when the file is read.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import os
 import re
 import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -35,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 
 from .errors import ConfigError, WeightsError
@@ -53,6 +65,21 @@ _TORCHVISION_ENUMS = {"vgg16": "VGG16_Weights", "vgg19": "VGG19_Weights"}
 
 #: How many checked files :func:`read_weights_file` keeps in memory (a VGG-19 is 80 MB).
 _MEMO_SIZE = 4
+
+#: ``Config.weights`` / ``$NST_CORE_WEIGHTS`` value that asks for torchvision's weights, not a file.
+TORCHVISION = "torchvision"
+
+#: The embedded weights files, in ``nst_core/data`` (made by ``scripts/make_embedded_weights.py``).
+EMBEDDED_FILES = {"vgg16": "vgg16-imagenet-8bit.npz", "vgg19": "vgg19-imagenet-8bit.npz"}
+#: ``source`` of embedded weights, e.g. ``embedded VGG-19 (original VGG weights, 8-bit)``.
+EMBEDDED_SOURCE = "embedded {pretty} (original VGG weights, 8-bit)"
+#: Format marker stored in every file :func:`write_embedded_file` writes.
+EMBEDDED_FORMAT = "nst-core-vgg-npz/1"
+#: Suffixes of a quantized tensor's two arrays in an ``.npz`` file.
+CODES_SUFFIX = ".codes"
+CODEBOOK_SUFFIX = ".codebook"
+#: Entries of a codebook.
+CODEBOOK_SIZE = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,23 +138,49 @@ def cached_weights_path(model: str) -> Path:
     return cache_dir() / "weights" / f"{model}.pth"
 
 
+def embedded_weights_path(model: str) -> Path | None:
+    """Where ``model``'s embedded weights file is installed (``nst_core/data/…``), whether or not it is there.
+
+    ``None`` when the package is not installed as plain files (e.g. imported from a zip archive).
+    """
+    _check_model(model)
+    from importlib.resources import files
+
+    resource = files("nst_core") / "data" / EMBEDDED_FILES[model]
+    return Path(os.fspath(resource)) if isinstance(resource, os.PathLike) else None
+
+
 def explicit_weights_path(config: Any) -> Path | None:
     """The weights file a user named: ``config.weights``, else ``$NST_CORE_WEIGHTS``, else ``None``.
 
-    The file is not checked here; :func:`read_weights_file` does that.
+    ``None`` too when the name is ``torchvision`` (:func:`wants_torchvision`). The file is not
+    checked here; :func:`read_weights_file` does that.
     """
     path, _origin = _explicit(config)
     return path
 
 
-def _explicit(config: Any) -> tuple[Path | None, str]:
+def wants_torchvision(config: Any) -> bool:
+    """Whether the run asks for torchvision's weights: ``--weights torchvision`` (or the variable)."""
+    return _named(config)[0] == TORCHVISION
+
+
+def _named(config: Any) -> tuple[str | None, str]:
+    """What ``config.weights``, else ``$NST_CORE_WEIGHTS`` names, and which of them named it."""
     named = getattr(config, "weights", None) if config is not None else None
     if named:
-        return Path(os.fspath(named)).expanduser(), "weights"
+        return os.fspath(named), "weights"
     from_env = os.environ.get(WEIGHTS_ENV, "").strip()
     if from_env:
-        return Path(from_env).expanduser(), "env"
+        return from_env, "env"
     return None, ""
+
+
+def _explicit(config: Any) -> tuple[Path | None, str]:
+    named, origin = _named(config)
+    if named is None or named == TORCHVISION:
+        return None, origin
+    return Path(named).expanduser(), origin
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +218,7 @@ def _read_checked(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
         raise WeightsError(f"cannot load weights '{name}': it is a directory, not a weights file")
     if stat.st_size == 0:
         raise WeightsError(f"cannot load weights '{name}': the file is empty")
-    obj = _torch_load(path, name)
+    obj = _npz_load(path, name) if path.suffix.lower() == ".npz" else _torch_load(path, name)
     model, state_dict = check_state_dict(obj, name=name)
     with _memo_lock:
         _memo[key] = (model, state_dict)
@@ -201,6 +254,106 @@ def _torch_load(path: Path, name: str) -> Any:
         if looks_like_torch:
             raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
         raise WeightsError(f"cannot load weights '{name}': it is not a PyTorch weights file") from None
+
+
+def _npz_load(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of an ``.npz`` weights file, quantized ones dequantized (see the module doc)."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise WeightsError(f"cannot load weights '{name}': {_reason(error)}") from None
+    if magic != b"PK\x03\x04":
+        raise WeightsError(f"cannot load weights '{name}': it is not an .npz weights file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise WeightsError(
+                f"cannot load weights '{name}': it holds Python objects, not only arrays, and is refused for safety"
+            ) from None
+        raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
+    except MemoryError:
+        raise WeightsError(f"cannot load weights '{name}': out of memory while reading it") from None
+    except OSError as error:
+        if not error.strerror:  # not a failed system call: a malformed archive
+            raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
+        raise WeightsError(f"cannot load weights '{name}': {_reason(error)}") from None
+    except Exception:  # noqa: BLE001 - zipfile.BadZipFile (bad CRC, no directory), zlib.error, EOFError …
+        raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
+
+    where = f"weights file '{name}'"
+    strays = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if strays:  # numpy hands out other members of the zip archive as bytes
+        raise WeightsError(f"cannot load weights '{name}': it is a zip archive but not an .npz weights file "
+                           f"(it holds '{_show(strays[0])}')")
+    marker = arrays.pop("__format__", None)
+    if marker is not None and not (marker.dtype.kind == "U" and marker.shape == () and str(marker) == EMBEDDED_FORMAT):
+        raise WeightsError(f"{where} has an unknown format marker; expected {EMBEDDED_FORMAT!r}")
+    for key in [key for key in arrays if key.startswith("__")]:
+        del arrays[key]  # other metadata (``__model__``)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, array in arrays.items():
+        if key.endswith(CODEBOOK_SUFFIX):
+            if key[: -len(CODEBOOK_SUFFIX)] + CODES_SUFFIX not in arrays:
+                raise WeightsError(f"{where} has a codebook '{key}' without its codes")
+            continue
+        if key.endswith(CODES_SUFFIX):
+            base = key[: -len(CODES_SUFFIX)]
+            tensors[base] = _dequantize(array, arrays.get(base + CODEBOOK_SUFFIX), f"{where}: '{base}'")
+        elif array.dtype not in (np.float16, np.float32, np.float64):
+            raise WeightsError(f"{where}: '{key}' holds {array.dtype} values, expected floating point")
+        else:
+            tensors[key] = torch.from_numpy(np.ascontiguousarray(array))
+    return tensors
+
+
+def _dequantize(codes: np.ndarray, codebook: np.ndarray | None, where: str) -> torch.Tensor:
+    """``codebook[codes]``; a 2-D codebook has one row per input channel (``codes``' axis 1)."""
+    if codebook is None:
+        raise WeightsError(f"{where} has codes but no codebook")
+    if codes.dtype != np.uint8:
+        raise WeightsError(f"{where} has {codes.dtype} codes, expected uint8")
+    if codebook.dtype not in (np.float16, np.float32, np.float64):
+        raise WeightsError(f"{where} has a {codebook.dtype} codebook, expected floating point")
+    codebook = codebook.astype(np.float32, copy=False)
+    if codebook.shape == (CODEBOOK_SIZE,):
+        values = codebook[codes]
+    elif codes.ndim >= 2 and codebook.shape == (codes.shape[1], CODEBOOK_SIZE):
+        rows = np.arange(codes.shape[1]).reshape((1, -1) + (1,) * (codes.ndim - 2))
+        values = codebook[rows, codes]
+    else:
+        raise WeightsError(
+            f"{where} has a codebook of shape {_shape(codebook.shape)}, expected ({CODEBOOK_SIZE},) "
+            f"or (input channels, {CODEBOOK_SIZE})"
+        )
+    return torch.from_numpy(values)
+
+
+def write_embedded_file(path: str | os.PathLike[str], model: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` (``.npz`` layout of the module doc) as an ``.npz`` file, byte-for-byte reproducibly.
+
+    A format marker and the model name are added; members are stored (not compressed: the codes of
+    a k-means codebook barely compress), in the given order, with fixed timestamps. Written to a
+    temporary file beside ``path`` and moved into place.
+    """
+    _check_model(model)
+    path = Path(os.fspath(path))
+    members = {"__format__": np.array(EMBEDDED_FORMAT), "__model__": np.array(model), **arrays}
+    temp = path.with_name(f".{path.name}.tmp")
+    try:
+        with zipfile.ZipFile(temp, "w") as archive:
+            for key, array in members.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_STORED  # deflate would save 7% and double the load time
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, buffer.getvalue())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def _cut_inside(path: Path, name: str) -> bool:
@@ -255,7 +408,7 @@ def check_state_dict(obj: Any, *, name: str) -> tuple[str, dict[str, torch.Tenso
         if not tensor.is_floating_point() or tensor.is_quantized or tensor.layout != torch.strided:
             raise WeightsError(f"{where}: '{key}' holds {tensor.dtype} values, expected floating point")
         tensor = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
-        if not bool(torch.isfinite(tensor).all()):
+        if not np.isfinite(tensor.numpy()).all():  # numpy's check is several times faster than torch's
             raise WeightsError(f"{where}: '{key}' holds NaN or infinite values; the file is damaged")
         state_dict[key] = tensor
     return model, state_dict
@@ -311,7 +464,10 @@ def infer_model(config: Any) -> str | None:
 
 
 def load_weights(*, model: str, config: Any) -> LoadedWeights:
-    """``model``'s weights from the explicit file, else the cache, else torchvision (see module doc)."""
+    """``model``'s weights: the explicit file, else the embedded ones, else the cache (see module doc).
+
+    With ``--weights torchvision``: the cache, else torchvision's download (or its cache).
+    """
     _check_model(model)
     path, origin = _explicit(config)
     if path is not None:
@@ -324,20 +480,139 @@ def load_weights(*, model: str, config: Any) -> LoadedWeights:
             )
         return loaded
 
-    cached = cached_weights_path(model)
-    if cached.is_file():
-        try:
-            found, state_dict = _read_checked(cached)
-        except WeightsError as error:
-            raise WeightsError(f"{error}; delete it or replace it with: nst-core weights import FILE") from None
-        if found != model:
-            raise WeightsError(
-                f"cached weights '{_show(cached)}' hold {_pretty(found)} weights, not {_pretty(model)}; "
-                "delete the file or replace it with: nst-core weights import FILE"
-            )
-        return LoadedWeights(model=model, state_dict=state_dict, source=f"cache {_show(cached)}", path=cached)
+    if wants_torchvision(config):
+        return _cached_weights(model) or _torchvision_weights(model)
 
-    return _torchvision_weights(model)
+    embedded = embedded_weights_path(model)
+    if embedded is not None and embedded.exists():
+        return load_embedded_weights(model)
+    cached = _cached_weights(model)
+    if cached is not None:
+        return cached
+    missing = f"'{_show(embedded)}' is missing" if embedded is not None else "cannot be read from a zipped package"
+    raise WeightsError(
+        f"no {_pretty(model)} weights: the embedded file {missing} (reinstall nst-core) and none is in the cache "
+        f"({_show(cached_weights_path(model).parent)}); pass --weights FILE, or --weights torchvision to download "
+        "PyTorch's (0.5 GB)"
+    )
+
+
+def load_embedded_weights(model: str) -> LoadedWeights:
+    """``model``'s embedded weights (the original VGG weights, 8-bit), dequantized and checked.
+
+    ``source`` is ``embedded VGG-19 (original VGG weights, 8-bit)`` (or VGG-16). Read once per process.
+    """
+    path = embedded_weights_path(model)
+    if path is None:
+        raise WeightsError(f"no embedded {_pretty(model)} weights: nst-core is installed as a zipped package")
+    try:
+        found, state_dict = _read_checked(path)
+    except WeightsError as error:
+        raise WeightsError(f"{error}; reinstall nst-core, or pass --weights FILE") from None
+    if found != model:
+        raise WeightsError(f"embedded weights '{_show(path)}' hold {_pretty(found)} weights, not {_pretty(model)}; "
+                           "reinstall nst-core")
+    return LoadedWeights(model=model, state_dict=state_dict, source=EMBEDDED_SOURCE.format(pretty=_pretty(model)),
+                         path=path)
+
+
+def _cached_weights(model: str) -> LoadedWeights | None:
+    """``model``'s weights from nst-core's cache, or ``None`` if none are cached."""
+    cached = cached_weights_path(model)
+    if not cached.is_file():
+        return None
+    try:
+        found, state_dict = _read_checked(cached)
+    except WeightsError as error:
+        raise WeightsError(f"{error}; delete it or replace it with: nst-core weights import FILE") from None
+    if found != model:
+        raise WeightsError(
+            f"cached weights '{_show(cached)}' hold {_pretty(found)} weights, not {_pretty(model)}; "
+            "delete the file or replace it with: nst-core weights import FILE"
+        )
+    return LoadedWeights(model=model, state_dict=state_dict, source=f"cache {_show(cached)}", path=cached)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightsSource:
+    """One place a run's weights may come from, as :func:`weights_sources` sees it (nothing is loaded)."""
+
+    #: ``explicit``, ``embedded``, ``cache`` or ``torchvision``, in the order of :func:`load_weights`.
+    kind: str
+    #: One line for humans.
+    description: str
+    #: What :attr:`LoadedWeights.source` would be.
+    source: str
+    #: The file, if the place has one (torchvision: its cached download).
+    path: Path | None
+    #: Whether the file is there (torchvision: downloaded before; explicit: named).
+    present: bool
+    size_bytes: int | None
+    #: Whether :func:`load_weights` would take this one for the given config.
+    used: bool
+
+
+def weights_sources(model: str, config: Any = None) -> list[WeightsSource]:
+    """Every place ``model``'s weights may come from, which of them exist, and which a run would use.
+
+    Nothing is loaded or checked: a file that is there but damaged still shows as present.
+    """
+    _check_model(model)
+    pretty = _pretty(model)
+    named, origin = _named(config)
+    explicit, _ = _explicit(config)
+    torchvision_asked = named == TORCHVISION
+    embedded = embedded_weights_path(model)
+    cached = cached_weights_path(model)
+    checkpoint = _torchvision_checkpoint(model)
+    via = f"${WEIGHTS_ENV}" if origin == "env" else "--weights"
+
+    def size(path: Path | None) -> int | None:
+        try:
+            return path.stat().st_size if path is not None and path.is_file() else None
+        except OSError:
+            return None
+
+    has_embedded = embedded is not None and embedded.exists()
+    has_cache = cached.is_file()
+    if explicit is not None:
+        used = "explicit"
+    elif torchvision_asked:
+        used = "cache" if has_cache else "torchvision"
+    else:
+        used = "embedded" if has_embedded else ("cache" if has_cache else "")
+    if torchvision_asked:
+        explicit_text = f"{via} torchvision: PyTorch's weights, not a file"
+    elif explicit is not None:
+        explicit_text = f"named by {via}"
+    else:
+        explicit_text = f"none (--weights PATH or ${WEIGHTS_ENV})"
+    return [
+        WeightsSource(kind="explicit", description=explicit_text, source=f"file {_show(explicit)}",
+                      path=explicit, present=explicit is not None, size_bytes=size(explicit), used=used == "explicit"),
+        WeightsSource(kind="embedded", description="the original VGG weights (Simonyan & Zisserman), 8-bit",
+                      source=EMBEDDED_SOURCE.format(pretty=pretty), path=embedded, present=has_embedded,
+                      size_bytes=size(embedded), used=used == "embedded"),
+        WeightsSource(kind="cache", description="imported with: nst-core weights import FILE",
+                      source=f"cache {_show(cached)}", path=cached, present=has_cache, size_bytes=size(cached),
+                      used=used == "cache"),
+        WeightsSource(kind="torchvision", description="PyTorch's re-trained weights, 0.5 GB download; "
+                      "only with --weights torchvision (after the cache)",
+                      source=f"torchvision download ({_show(checkpoint)})", path=checkpoint,
+                      present=checkpoint is not None and checkpoint.is_file(), size_bytes=size(checkpoint),
+                      used=used == "torchvision"),
+    ]
+
+
+def _torchvision_checkpoint(model: str) -> Path | None:
+    """Where torchvision keeps ``model``'s downloaded weights, or ``None`` without torchvision."""
+    try:
+        import torchvision.models
+
+        url = getattr(torchvision.models, _TORCHVISION_ENUMS[model]).IMAGENET1K_V1.url
+        return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    except Exception:  # noqa: BLE001 - no or a broken torchvision: nothing to show
+        return None
 
 
 def _torchvision_weights(model: str) -> LoadedWeights:
@@ -356,8 +631,8 @@ def _torchvision_weights(model: str) -> LoadedWeights:
         file_name = os.path.basename(urlparse(url).path) if url else "FILE"
         get = f"download {url}" if url else "get torchvision's ImageNet weights file"
         raise WeightsError(
-            f"no {_pretty(model)} weights: no --weights file, none in the cache "
-            f"({_show(cached_weights_path(model).parent)}) and the download from torchvision failed "
+            f"no {_pretty(model)} weights from torchvision: none imported into the cache "
+            f"({_show(cached_weights_path(model).parent)}) and the download failed "
             f"({_reason(error)}); on a machine with internet {get}, then run: nst-core weights import {file_name}"
         ) from None
     found, state_dict = check_state_dict(obj, name=_show(checkpoint) if checkpoint else url)

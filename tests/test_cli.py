@@ -147,7 +147,7 @@ def test_cached_weights_are_used_without_a_weights_variable(random_weights_file,
     env = {"NST_CORE_CACHE_DIR": str(cache)}
     assert run_cli("weights", "import", random_weights_file, env=env).returncode == 0
     proc = run_cli("run", *small_files, "-o", tmp_path / "o.png", "--size", 32, "-n", 1, "--model", "vgg16",
-                   "--progress", "json", env=env)
+                   "--weights", "torchvision", "--progress", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     notices = [json.loads(l)["message"] for l in proc.stdout.splitlines() if '"notice"' in l]
     assert any("cache" in notice for notice in notices)

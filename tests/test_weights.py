@@ -285,22 +285,26 @@ def test_cache_dir_locations(monkeypatch, tmp_path):
         assert W.cache_dir() == tmp_path / "home" / ".cache" / "nst-core"
 
 
-def test_cache_is_used(files):
+def test_cache_is_used_with_torchvision_or_without_embedded_weights(files, monkeypatch, tmp_path):
     target = W.cached_weights_path("vgg19")
     target.parent.mkdir(parents=True)
     target.write_bytes(files["vgg19"].read_bytes())
-    loaded = W.load_weights(model="vgg19", config=Config())
+    loaded = W.load_weights(model="vgg19", config=Config(weights="torchvision"))
     assert loaded.source == f"cache {target}" and loaded.path == target and loaded.model == "vgg19"
+    assert W.load_weights(model="vgg19", config=Config()).source.startswith("embedded ")  # embedded first
+    monkeypatch.setattr(W, "embedded_weights_path", lambda model: tmp_path / "gone" / f"{model}.npz")
+    assert W.load_weights(model="vgg19", config=Config()).source == f"cache {target}"
 
 
 def test_broken_cache_file_is_reported(files):
     target = W.cached_weights_path("vgg16")
     target.parent.mkdir(parents=True)
     target.write_bytes(b"garbage")
-    message = error_of(W.load_weights, model="vgg16", config=Config())
+    torchvision = Config(weights="torchvision")
+    message = error_of(W.load_weights, model="vgg16", config=torchvision)
     assert str(target) in message and "nst-core weights import" in message
     target.write_bytes(files["vgg19"].read_bytes())  # a VGG-19 file named vgg16.pth
-    assert "hold VGG-19 weights, not VGG-16" in error_of(W.load_weights, model="vgg16", config=Config())
+    assert "hold VGG-19 weights, not VGG-16" in error_of(W.load_weights, model="vgg16", config=torchvision)
 
 
 # --- import and list ------------------------------------------------------------------------
@@ -317,7 +321,7 @@ def test_import_and_list(files):
     assert torch.equal(stored["0.weight"], full_dict("vgg16", seed=1)["features.0.weight"])
     (info,) = W.list_cached_weights()
     assert (info.model, info.path, info.size_bytes) == ("vgg16", target, target.stat().st_size)
-    assert W.load_weights(model="vgg16", config=Config()).source == f"cache {target}"
+    assert W.load_weights(model="vgg16", config=Config(weights="torchvision")).source == f"cache {target}"
     # a stray non-weights file is not listed
     W.cached_weights_path("vgg19").write_bytes(b"not a zip")
     assert [i.model for i in W.list_cached_weights()] == ["vgg16"]
@@ -357,12 +361,12 @@ def test_failed_write_leaves_cache_intact(files, monkeypatch):
 
 @pytest.mark.parametrize("model", ["vgg16", "vgg19"])
 def test_download_failure_explains_how_to_get_weights(model):
-    message = error_of(W.load_weights, model=model, config=Config())
+    message = error_of(W.load_weights, model=model, config=Config(weights="torchvision"))
     name = URLS[model].rsplit("/", 1)[1]
     assert URLS[model] in message and f"nst-core weights import {name}" in message
     assert "network disabled in tests" in message
     assert str(W.cache_dir() / "weights") in message
-    assert message.startswith(f"no VGG-{model[3:]} weights: ")
+    assert message.startswith(f"no VGG-{model[3:]} weights from torchvision: ")
 
 
 def test_download_hash_mismatch_is_a_weights_error(monkeypatch):
@@ -370,7 +374,7 @@ def test_download_hash_mismatch_is_a_weights_error(monkeypatch):
         raise RuntimeError('invalid hash value (expected "dcbb9e9d", got "00000000")')
 
     monkeypatch.setattr(ENUMS["vgg19"], "get_state_dict", bad_hash)
-    message = error_of(W.load_weights, model="vgg19", config=Config())
+    message = error_of(W.load_weights, model="vgg19", config=Config(weights="torchvision"))
     assert "invalid hash value" in message and "nst-core weights import" in message
 
 
@@ -383,7 +387,7 @@ def test_download_result_is_converted_and_checked(monkeypatch, capsys):
         return full_dict("vgg19", seed=4)
 
     monkeypatch.setattr(ENUMS["vgg19"], "get_state_dict", fake)
-    loaded = W.load_weights(model="vgg19", config=Config())
+    loaded = W.load_weights(model="vgg19", config=Config(weights="torchvision"))
     assert loaded.model == "vgg19" and set(loaded.state_dict) == set(vgg_conv_shapes("vgg19"))
     assert loaded.source.startswith("torchvision download (") and "vgg19-dcbb9e9d.pth" in loaded.source
     (member, kwargs), = calls
@@ -394,8 +398,100 @@ def test_download_result_is_converted_and_checked(monkeypatch, capsys):
 
 def test_download_of_wrong_tensors_is_rejected(monkeypatch):
     monkeypatch.setattr(ENUMS["vgg16"], "get_state_dict", lambda self, **kwargs: {"features.0.weight": torch.zeros(1)})
-    message = error_of(W.load_weights, model="vgg16", config=Config())
+    message = error_of(W.load_weights, model="vgg16", config=Config(weights="torchvision"))
     assert "0 convolution layers" in message
+
+
+# --- resolution with the embedded weights ----------------------------------------------------
+
+
+EMBEDDED = {model: f"embedded VGG-{model[3:]} (original VGG weights, 8-bit)" for model in ("vgg16", "vgg19")}
+
+
+def record_downloads(monkeypatch) -> list:
+    """Replace torchvision's download by a fake that records its calls and returns random weights."""
+    calls = []
+
+    def fake(self, *args, **kwargs):
+        calls.append(self)
+        return full_dict("vgg19" if "vgg19" in self.url else "vgg16", seed=5)
+
+    for enum in ENUMS.values():
+        monkeypatch.setattr(enum, "get_state_dict", fake)
+    return calls
+
+
+@pytest.mark.parametrize("model", ["vgg16", "vgg19"])
+def test_embedded_weights_are_the_default(monkeypatch, model):
+    calls = record_downloads(monkeypatch)
+    loaded = W.load_weights(model=model, config=Config())
+    assert loaded.source == EMBEDDED[model] and loaded.model == model
+    assert loaded.path == W.embedded_weights_path(model) and loaded.path.name == W.EMBEDDED_FILES[model]
+    assert list(loaded.state_dict) == list(vgg_conv_shapes(model))
+    assert W.load_weights(model=model, config=Config()).state_dict is loaded.state_dict  # read once
+    assert calls == []  # no download
+
+
+def test_explicit_file_beats_embedded_and_cache(monkeypatch, files):
+    W.import_weights(files["vgg16-full"])
+    assert W.load_weights(model="vgg16", config=Config(weights=str(files["vgg16"]))).source == f"file {files['vgg16']}"
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(files["vgg19"]))
+    assert W.load_weights(model="vgg19", config=Config()).source == f"file {files['vgg19']}"
+
+
+def test_embedded_beats_cache(files):
+    W.import_weights(files["vgg16"])
+    assert W.load_weights(model="vgg16", config=Config()).source == EMBEDDED["vgg16"]
+
+
+@pytest.mark.parametrize("via", ["config", "env"])
+def test_torchvision_is_downloaded_only_when_asked(monkeypatch, via):
+    calls = record_downloads(monkeypatch)
+    if via == "env":
+        monkeypatch.setenv(W.WEIGHTS_ENV, "torchvision")
+        config = Config()
+    else:
+        config = Config(weights="torchvision")
+    assert W.wants_torchvision(config) and W.explicit_weights_path(config) is None
+    assert W.infer_model(config) is None  # the model is --model's, else the default: no file to read
+    loaded = W.load_weights(model="vgg19", config=config)
+    assert loaded.source.startswith("torchvision download (") and "vgg19-dcbb9e9d.pth" in loaded.source
+    assert calls == [ENUMS["vgg19"].IMAGENET1K_V1]
+    # an explicit file in the config beats torchvision named by the variable
+    if via == "env":
+        assert not W.wants_torchvision(Config(weights="other.pth"))
+
+
+def test_without_embedded_weights_nothing_is_downloaded(monkeypatch, tmp_path):
+    calls = record_downloads(monkeypatch)
+    gone = tmp_path / "gone" / "vgg19-imagenet-8bit.npz"
+    monkeypatch.setattr(W, "embedded_weights_path", lambda model: gone)
+    message = error_of(W.load_weights, model="vgg19", config=Config())
+    assert message == (
+        f"no VGG-19 weights: the embedded file '{gone}' is missing (reinstall nst-core) and none is in the cache "
+        f"({W.cache_dir() / 'weights'}); pass --weights FILE, or --weights torchvision to download PyTorch's (0.5 GB)"
+    )
+    assert calls == []
+
+
+def test_weights_sources_say_what_a_run_would_use(monkeypatch, files, tmp_path):
+    def used(config=None, model="vgg19"):
+        sources = W.weights_sources(model, config)
+        assert [s.kind for s in sources] == ["explicit", "embedded", "cache", "torchvision"]
+        return [s.kind for s in sources if s.used]
+
+    assert used() == ["embedded"]
+    (embedded,) = [s for s in W.weights_sources("vgg19") if s.kind == "embedded"]
+    assert embedded.present and embedded.size_bytes == W.embedded_weights_path("vgg19").stat().st_size
+    assert embedded.source == EMBEDDED["vgg19"]
+    assert used(Config(weights=str(files["vgg19"]))) == ["explicit"]
+    assert used(Config(weights="torchvision")) == ["torchvision"]
+    W.import_weights(files["vgg19"])
+    assert used(Config(weights="torchvision")) == ["cache"]
+    assert used() == ["embedded"]
+    monkeypatch.setattr(W, "embedded_weights_path", lambda model: tmp_path / "gone.npz")
+    assert used() == ["cache"]
+    assert used(model="vgg16") == []  # nothing: a run fails (no download unless asked)
 
 
 # --- the real file --------------------------------------------------------------------------

@@ -78,14 +78,20 @@ def test_doctor_reports_problems(tmp_path, cli):
         assert not gimp_install.doctor(tmp_path)[2][0]
 
 
-def test_doctor_weights_check(tmp_path, cli, monkeypatch):
+def test_doctor_weights_check(tmp_path, cli, monkeypatch, random_weights_file):
     gimp_install.install(tmp_path, cli)
+    monkeypatch.delenv("NST_CORE_WEIGHTS", raising=False)
+    ok, message = gimp_install.doctor(tmp_path)[-1]
+    assert ok and "original VGG weights" in message  # the embedded weights
     monkeypatch.setenv("NST_CORE_WEIGHTS", str(tmp_path / "missing.pth"))
     ok, message = gimp_install.doctor(tmp_path)[-1]
     assert not ok and "missing.pth" in message
-    real = tmp_path / "w.pth"
-    real.write_bytes(b"x")
-    monkeypatch.setenv("NST_CORE_WEIGHTS", str(real))
+    broken = tmp_path / "w.pth"
+    broken.write_bytes(b"x")
+    monkeypatch.setenv("NST_CORE_WEIGHTS", str(broken))
+    ok, message = gimp_install.doctor(tmp_path)[-1]
+    assert not ok and "w.pth" in message
+    monkeypatch.setenv("NST_CORE_WEIGHTS", str(random_weights_file))
     assert gimp_install.doctor(tmp_path)[-1][0]
 
 

@@ -16,7 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
-from nst_core.errors import InputError
+from nst_core.errors import InputError, NstError
 
 PLUGIN_NAME = "nst_gimp"
 PLUGIN_FILE = "nst_gimp.py"
@@ -155,20 +155,23 @@ def doctor(gimp_dir: Path | str | None) -> list[tuple[bool, str]]:
 
 
 def _weights_check() -> tuple[bool, str]:
-    """Whether a run would find VGG weights without a download."""
+    """Which weights a run of the default model would use, and whether they are there."""
     try:
         from nst_core import weights
+        from nst_core.engine import DEFAULT_MODEL
 
-        explicit = os.environ.get(weights.WEIGHTS_ENV)
-        if explicit:
-            ok = Path(explicit).is_file()
-            return ok, f"${weights.WEIGHTS_ENV} = {explicit} " + ("exists" if ok else "does not exist") + (
-                " (GIMP started from a desktop menu may not see this variable; "
-                "'nst-core weights import FILE' puts the file in the cache)")
-        cached = weights.list_cached_weights()
-        if cached:
-            return True, "cached weights: " + ", ".join(f"{info.model} ({info.path})" for info in cached)
-        return False, ("no VGG weights cached: run 'nst-core weights import FILE' "
-                       "(the first run would otherwise try to download them)")
+        model = weights.infer_model(None) or DEFAULT_MODEL
+        used = [source for source in weights.weights_sources(model) if source.used]
+        if not used:
+            return False, ("no VGG weights: the package's embedded weights are missing; reinstall nst-core "
+                           "or run 'nst-core weights import FILE'")
+        source = used[0]
+        note = ""
+        if source.kind == "explicit":
+            note = (" (GIMP started from a desktop menu may not see this variable; "
+                    "the embedded weights are used without it)")
+        return source.present, f"weights: {source.description}{note}"
+    except NstError as error:
+        return False, f"weights: {error}"
     except Exception as error:  # noqa: BLE001 - a check must never crash the doctor
         return False, f"cannot check the weights: {type(error).__name__}: {error}"

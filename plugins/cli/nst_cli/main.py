@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--model", choices=registries.extractors.names(),
                      help="network; default: the weights file's, else vgg19 (the paper's)")
     net.add_argument("--weights", metavar="PATH",
-                     help="weights file (also $NST_CORE_WEIGHTS); default: the cache, then a download")
+                     help="weights file (also $NST_CORE_WEIGHTS), or 'torchvision' for PyTorch's re-trained "
+                          "weights (0.5 GB download); default: the embedded original VGG weights (8-bit)")
     net.add_argument("--pooling", choices=("avg", "max"), default=defaults.pooling,
                      help="pooling layers: avg (smoother, as the paper recommends) or max (default avg)")
     net.add_argument("--content-layers", type=_names, default=DEFAULT_CONTENT_LAYERS, metavar="L,L",
@@ -255,8 +256,17 @@ def command_weights(args: argparse.Namespace) -> int:
     for model in ("vgg16", "vgg19"):
         info = cached.get(model)
         where = f"{info.path} ({info.size_bytes / 1e6:.0f} MB)" if info else "not cached"
-        use = "the explicit file" if explicit else ("the cache" if info else "torchvision's download")
-        print(f"{model}: {where}; a run would use {use}")
+        sources = weights.weights_sources(model)
+        used = next((source for source in sources if source.used), None)
+        print(f"{model}: {where}; a run would use {used.source if used else 'nothing (no weights; pass --weights)'}")
+        for number, source in enumerate(sources, 1):
+            size = f" ({source.size_bytes / 1e6:.1f} MB)" if source.size_bytes is not None else ""
+            state = {"explicit": "", "embedded": "" if source.present else "missing: ",
+                     "cache": "" if source.present else "not cached: ",
+                     "torchvision": "downloaded: " if source.present else "not downloaded: "}[source.kind]
+            path = f"{source.path}{size}; " if source.path is not None else ""
+            mark = "  <- used" if source.used else ""
+            print(f"  {number}. {source.kind + ':':<12} {state}{path}{source.description}{mark}")
     return EXIT_OK
 
 
