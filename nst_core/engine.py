@@ -156,6 +156,8 @@ class _Run:
         style_long_side = max(16, round(max(out_hw) * config.style_scale))
         styles = [resize_to(s, long_side_size(s.shape[:2], style_long_side)) for s in styles]
         content_for_run, styles_for_run, color_state = self.color.prepare(content, styles, config=config)
+        if getattr(color_state, "notice", None):  # e.g. "luminance transfer is a no-op on grayscale"
+            self.hook.nst_notice(message=color_state.notice)
 
         layer_order = self.spec.layer_names
         layers = sorted({name for term in self.terms.values() for name in term.layers}, key=layer_order.index)

@@ -65,7 +65,11 @@ class ColorMethod(Protocol):
     def prepare(
         self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config
     ) -> tuple[np.ndarray, list[np.ndarray], Any]:
-        """Images to optimize with, plus any state :meth:`finish` needs."""
+        """Images to optimize with, plus any state :meth:`finish` needs.
+
+        If the state has a ``notice`` attribute that is a non-empty string, the engine passes it
+        to the ``nst_notice`` hook once per run.
+        """
 
     def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
         """The final image from the optimized one (``content`` at the output's size)."""

@@ -351,7 +351,6 @@ class Notices:
         self.messages.append(message)
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not yet pass a colour state's notice to nst_notice")
 def test_a_grayscale_content_is_reported_once(random_weights, small_pair):
     content, style = small_pair
     grey = np.repeat(content.mean(axis=2, keepdims=True), 3, axis=2)
