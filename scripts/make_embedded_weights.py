@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nst_core import weights as W  # noqa: E402
-from nst_core.features import vgg_conv_shapes  # noqa: E402
 
 LEVELS = 256
 

@@ -59,6 +59,18 @@ def real_vgg16() -> Path:
     return path
 
 
+def weights_error_of(call, *args, **kwargs) -> str:
+    """The message of the WeightsError that ``call`` raises, checked to be one clean line (exit 2)."""
+    from nst_core.errors import InputError, WeightsError
+
+    with pytest.raises(WeightsError) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message and message
+    assert isinstance(info.value, InputError) and info.value.exit_code == 2
+    return message
+
+
 def shared_image(name: str, long_side: int) -> np.ndarray:
     """A test image from ../shared/images, shrunk so its long side is ``long_side``."""
     path = IMAGES / name

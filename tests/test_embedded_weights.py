@@ -24,8 +24,9 @@ from PIL import Image
 
 from nst_core import Config, stylize
 from nst_core import weights as W
-from nst_core.errors import InputError, WeightsError
 from nst_core.features import build_vgg, vgg_conv_shapes
+
+from .conftest import weights_error_of as error_of
 from nst_core.losses import content_loss, gram_matrix, style_loss
 
 from .conftest import REPO_ROOT, SHARED, shared_image
@@ -34,15 +35,6 @@ SHARED_VGG19 = SHARED / "weights" / "vgg19-imagenet-features.pth"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: Largest accepted relative activation error of the embedded VGG-16, about 1.5× the measured one.
 TOLERANCE = {"relu1_1": 1e-5, "relu2_1": 0.03, "relu3_1": 0.055, "relu4_1": 0.085, "relu5_1": 0.11}
-
-
-def error_of(call, *args, **kwargs) -> str:
-    with pytest.raises(WeightsError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message and message
-    assert isinstance(info.value, InputError) and info.value.exit_code == 2
-    return message
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:

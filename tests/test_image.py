@@ -26,7 +26,9 @@ from nst_core.image import (
     to_tensor,
 )
 
-PHOTO = Path("/work/shared/images/tubingen.jpg")
+from .conftest import IMAGES
+
+PHOTO = IMAGES / "tubingen.jpg"
 RNG = np.random.default_rng(1234)
 
 
@@ -374,8 +376,7 @@ def test_webp_with_alpha_round_trip(tmp_path):
 
 
 def test_real_photo_loads(tmp_path):
-    if not PHOTO.exists():
-        pytest.skip("no test photo")
+    assert PHOTO.exists(), f"test photo {PHOTO} missing; ../shared must sit beside the checkout"
     loaded = load_image(PHOTO)
     with Image.open(PHOTO) as im:
         width, height = im.size

@@ -1,14 +1,11 @@
 """The plugin system: built-ins register through the hooks, third-party plugins join them."""
 
-import sys
 import textwrap
 
-import numpy as np
 import pluggy
 import pytest
 import torch
 
-import nst_core
 from nst_core import Config, ConfigError, PluginError, hookimpl, stylize
 from nst_core import hookspecs
 from nst_core.plugins import DISABLE_AUTOLOAD_ENV, build_registries, get_plugin_manager, make_plugin_manager

@@ -17,10 +17,11 @@ import torchvision.models
 
 from nst_core import weights as W
 from nst_core.config import Config
-from nst_core.errors import ConfigError, InputError, WeightsError
+from nst_core.errors import ConfigError
 from nst_core.features import build_vgg, vgg_conv_shapes
 
-SHARED_WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
+from .conftest import weights_error_of as error_of
+
 URLS = {
     "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1.url,
     "vgg19": torchvision.models.VGG19_Weights.IMAGENET1K_V1.url,
@@ -78,15 +79,6 @@ def isolated(tmp_path, monkeypatch):
 
     for enum in ENUMS.values():
         monkeypatch.setattr(enum, "get_state_dict", no_download)
-
-
-def error_of(call, *args, **kwargs) -> str:
-    with pytest.raises(WeightsError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message and message
-    assert isinstance(info.value, InputError) and info.value.exit_code == 2
-    return message
 
 
 # --- reading and checking -------------------------------------------------------------------
@@ -498,10 +490,8 @@ def test_weights_sources_say_what_a_run_would_use(monkeypatch, files, tmp_path):
 
 
 @pytest.mark.real_weights
-def test_real_shared_vgg16_weights():
-    path = SHARED_WEIGHTS / "vgg16-imagenet-features.pth"
-    if not path.is_file():
-        pytest.skip(f"real weights not found at {path} (the repository's sibling shared/weights folder)")
+def test_real_shared_vgg16_weights(real_vgg16):
+    path = real_vgg16
     loaded = W.load_weights(model="vgg16", config=Config(weights=str(path)))
     assert loaded.model == "vgg16"
     assert sum(t.numel() for t in loaded.state_dict.values()) == 14_714_688
