@@ -250,20 +250,23 @@ def test_npz_files_are_checked(tmp_path):
 # --- packaging -------------------------------------------------------------------------------
 
 
-def test_wheel_contains_the_embedded_weights(tmp_path):
-    """A non-editable wheel ships the .npz files, and the installed package finds them.
-
-    The wheel is built from a copy of the checkout (so no build/ folder appears in it), and
-    unpacked rather than pip-installed (installing would pull torch into a fresh venv).
-    """
-    source = tmp_path / "src"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A non-editable wheel, built from a copy of the checkout (so no build/ folder appears in it)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "src"
     shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "tests", "benchmarks", "docs"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path / "wheels"), "."], cwd=source, capture_output=True, text=True,
+                           "-w", str(tmp / "wheels"), "."], cwd=source, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
-    (wheel,) = (tmp_path / "wheels").glob("nst_core-*.whl")
+    (built,) = (tmp / "wheels").glob("nst_core-*.whl")
+    return built
+
+
+def test_wheel_contains_the_embedded_weights(tmp_path, wheel):
+    """The wheel ships the .npz files, and the package unpacked from it finds them."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         for model, name in W.EMBEDDED_FILES.items():
@@ -286,6 +289,42 @@ def test_wheel_contains_the_embedded_weights(tmp_path):
     assert where.startswith(str(tmp_path / "site"))  # the unpacked wheel, not the checkout
     assert listed == str(sorted(W.EMBEDDED_FILES.values()))
     assert source_line == "embedded VGG-16 (original VGG weights, 8-bit)"
+
+
+def test_wheel_installed_in_a_fresh_venv_stylizes_without_any_weights_variable(tmp_path, wheel):
+    """pip installs the wheel (not editable) into a new venv, whose nst-core then runs offline.
+
+    The heavy dependencies (torch: 5 GB) are borrowed from the test's own environment through a
+    ``.pth`` line; Python does not process ``.pth`` files inside a directory added that way, so the
+    checkout's editable install stays invisible and nst_core can only come from the wheel.
+    """
+    import json
+    import sysconfig
+    import venv
+
+    fresh = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=True).create(fresh)
+    python = fresh / "bin" / "python"
+    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    photo = tmp_path / "photo.png"
+    Image.fromarray((shared_image("tubingen.jpg", 32) * 255).astype(np.uint8)).save(photo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NST_CORE_WEIGHTS")}
+    output = tmp_path / "out.png"
+    proc = subprocess.run([str(fresh / "bin" / "nst-core"), "run", str(photo), str(photo), "-o", str(output),
+                           "--size", "32", "-n", "2", "--progress", "json"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    notices = [json.loads(line)["message"] for line in proc.stdout.splitlines() if '"notice"' in line]
+    assert any("embedded VGG-19" in notice for notice in notices), notices
+    assert output.is_file()
+    where = subprocess.run([str(python), "-c", "import nst_core; print(nst_core.__file__)"], capture_output=True,
+                           text=True, env=env, cwd=tmp_path, timeout=120).stdout.strip()
+    assert where.startswith(str(site)), where  # the wheel's copy, not the checkout
 
 
 # --- the command -----------------------------------------------------------------------------
