@@ -22,7 +22,7 @@ import harness  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 
-WIDTH, HEIGHT, ITERATIONS = 64, 48, 5
+WIDTH, HEIGHT, ITERATIONS = 64, 48, 12
 SCENARIOS = ["basic", "u16_alpha", "missing_style", "gray_two_layers"]
 RESULT_NAME = "Neural Style: starry_night"
 
