@@ -354,7 +354,16 @@ class NoColorPreservation:
         return output
 
 
-class LuminanceTransfer:
+class _KeepsContentChroma:
+    """What the luminance methods share: the result is the output's luminance with the content's chroma."""
+
+    def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
+        if isinstance(state, ColorState) and state.skip:
+            return output
+        return _luminance_with_chroma(output, content, config.color_strength)
+
+
+class LuminanceTransfer(_KeepsContentChroma):
     """Transfer the style on luminance only and keep the content's chroma (Gatys et al. 2016)."""
 
     description = "style transfer on luminance only, the photo's colours kept exactly (paper's method)"
@@ -371,13 +380,8 @@ class LuminanceTransfer:
             run_styles.append(_grey3(style_y))
         return _grey3(content_y), run_styles, ColorState()
 
-    def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
-        if isinstance(state, ColorState) and state.skip:
-            return output
-        return _luminance_with_chroma(output, content, config.color_strength)
 
-
-class LuminancePost:
+class LuminancePost(_KeepsContentChroma):
     """After a normal run, the output's luminance with the content's chroma."""
 
     description = "after the run, the result's luminance with the photo's colours"
@@ -388,11 +392,6 @@ class LuminancePost:
         if is_grayscale(content):
             return content, list(styles), ColorState(notice=GRAYSCALE_NOTICE.format(name="luminance-post"), skip=True)
         return content, list(styles), ColorState()
-
-    def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
-        if isinstance(state, ColorState) and state.skip:
-            return output
-        return _luminance_with_chroma(output, content, config.color_strength)
 
 
 class HistogramMatching:

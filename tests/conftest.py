@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from nst_core import hookimpl
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 IMAGES = SHARED / "images"
@@ -57,6 +59,17 @@ def real_vgg16() -> Path:
     if not path.is_file():
         pytest.fail(f"real VGG-16 weights not found at {path}; ../shared must sit beside the checkout")
     return path
+
+
+class StyleLossLog:
+    """A run-hook plugin that records the style loss of every step."""
+
+    def __init__(self):
+        self.style = []
+
+    @hookimpl
+    def nst_progress(self, progress):
+        self.style.append(progress.losses["style"])
 
 
 def weights_error_of(call, *args, **kwargs) -> str:

@@ -8,23 +8,14 @@ content term holds it back, as in test_integration). Run with ``-s`` to see the 
 import numpy as np
 import pytest
 
-from nst_core import Config, hookimpl, stylize
+from nst_core import Config, stylize
 from nst_core.color import rgb_to_yiq
 
-from .conftest import shared_image
+from .conftest import StyleLossLog, shared_image
 
 pytestmark = pytest.mark.real_weights
 
 SIZE, STEPS, STYLE_WEIGHT = 64, 30, 20.0
-
-
-class StyleLossLog:
-    def __init__(self):
-        self.style = []
-
-    @hookimpl
-    def nst_progress(self, progress):
-        self.style.append(progress.losses["style"])
 
 
 @pytest.fixture(scope="module")

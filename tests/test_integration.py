@@ -9,22 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nst_core import Config, hookimpl, stylize
+from nst_core import Config, stylize
 from nst_core.image import load_image
 
-from .conftest import IMAGES, shared_image
+from .conftest import IMAGES, StyleLossLog, shared_image
 
 pytestmark = pytest.mark.real_weights
 NST_CORE = Path(sys.executable).with_name("nst-core")
-
-
-class StyleLossLog:
-    def __init__(self):
-        self.style = []
-
-    @hookimpl
-    def nst_progress(self, progress):
-        self.style.append(progress.losses["style"])
 
 
 def test_real_transfer_at_128px_lowers_style_loss_tenfold(real_vgg16, monkeypatch):
