@@ -86,6 +86,7 @@ from .errors import ConfigError, InputError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SAVE_SUFFIXES",
+    "save_format",
     "LoadedImage",
     "load_image",
     "long_side_size",
@@ -683,6 +684,26 @@ def _check_tiff_complete(file: Path, page: Any, name: str) -> None:
 # --------------------------------------------------------------------------- saving
 
 
+def save_format(path: str | os.PathLike[str], *, with_alpha: bool = False) -> str:
+    """The Pillow format :func:`save_image` writes ``path`` in; :class:`InputError` if it can't.
+
+    Cheap and without side effects, so a run can check its output path before doing any work.
+    """
+    out = Path(path)
+    name = _show(path)
+    suffix = out.suffix.lower()
+    fmt = SAVE_SUFFIXES.get(suffix)
+    if fmt is None:
+        supported = ", ".join(sorted(SAVE_SUFFIXES))
+        what = f"unsupported file type '{suffix}'" if suffix else "the file name has no extension"
+        raise InputError(f"cannot save {name}: {what}; use one of {supported}")
+    if with_alpha and fmt in _NO_ALPHA_FORMATS:
+        raise InputError(
+            f"cannot save {name} with transparency: {fmt} has no alpha channel; use .png, .tif or .webp"
+        )
+    return fmt
+
+
 def save_image(
     path: str | os.PathLike[str],
     rgb: np.ndarray,
@@ -701,12 +722,7 @@ def save_image(
     """
     out = Path(path)
     name = _show(path)
-    suffix = out.suffix.lower()
-    fmt = SAVE_SUFFIXES.get(suffix)
-    if fmt is None:
-        supported = ", ".join(sorted(SAVE_SUFFIXES))
-        what = f"unsupported file type '{suffix}'" if suffix else "the file name has no extension"
-        raise InputError(f"cannot save {name}: {what}; use one of {supported}")
+    fmt = save_format(out, with_alpha=alpha is not None)
     if bit_depth not in (8, 16):
         raise InputError(f"cannot save {name}: bit depth must be 8 or 16, not {bit_depth!r}")
     colour = np.asarray(rgb)
@@ -716,11 +732,6 @@ def save_image(
         alpha = np.asarray(alpha)
         if alpha.shape != colour.shape[:2]:
             raise ValueError(f"alpha must be {colour.shape[:2]}, not {alpha.shape}")
-        if fmt in _NO_ALPHA_FORMATS:
-            raise InputError(
-                f"cannot save {name} with transparency: {fmt} has no alpha channel; "
-                "use .png, .tif or .webp"
-            )
     limit = _MAX_SIDE.get(fmt)
     if limit is not None and max(colour.shape[:2]) > limit:
         raise InputError(

@@ -124,3 +124,23 @@ def test_a_run_does_not_import_torch_dynamo(random_weights, optimizer):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_an_output_that_cannot_be_written_fails_before_any_step(random_weights, small_files, tmp_path):
+    content, style = small_files
+    steps = []
+
+    class Listener:
+        from nst_core import hookimpl
+
+        @hookimpl
+        def nst_progress(self, progress):
+            steps.append(progress.step)
+
+    with pytest.raises(InputError, match="unsupported file type '.xyz'"):
+        stylize_files(content, [style], tmp_path / "out.xyz", config=Config(**FAST), plugins=[Listener()])
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (32, 24), (10, 20, 30, 128)).save(rgba)
+    with pytest.raises(InputError, match="JPEG has no alpha channel"):
+        stylize_files(rgba, [style], tmp_path / "out.jpg", config=Config(**FAST), plugins=[Listener()])
+    assert steps == []
