@@ -21,7 +21,7 @@ import torch
 from .config import Config
 from .errors import ConfigError, InputError
 from .features import check_layers
-from .image import load_image, long_side_size, resize_to, save_format, save_image, to_array, to_tensor
+from .image import check_save_path, load_image, long_side_size, resize_to, save_image, to_array, to_tensor
 from .optim import optimize
 from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
 from .records import Progress, Result
@@ -74,9 +74,9 @@ def stylize_files(
     inputs = [Path(content_path), *map(Path, style_paths)]
     if config.init_image:
         inputs.append(Path(config.init_image))
-    _check_output(Path(output_path), inputs)  # fail before minutes of work, not after
     content = load_image(content_path)
-    save_format(output_path, with_alpha=content.alpha is not None)
+    # fail before minutes of work, not after; save_image checks the same again when it writes
+    check_save_path(output_path, with_alpha=content.alpha is not None, protect=inputs)
     styles = [load_image(path).rgb for path in style_paths]
     result = stylize(content.rgb, styles, config=config, plugins=plugins)
     alpha = None
@@ -84,25 +84,6 @@ def stylize_files(
         alpha = np.clip(resize_to(content.alpha, result.image.shape[:2]), 0.0, 1.0)
     save_image(output_path, result.image, alpha=alpha, bit_depth=content.bit_depth, protect=inputs)
     return dataclasses.replace(result, alpha=alpha)
-
-
-def _check_output(output: Path, inputs: Sequence[Path]) -> None:
-    """Refuse an output path that cannot be written or is one of the inputs.
-
-    :func:`save_image` checks the same again when it writes; this is so that a run fails at once.
-    """
-    save_format(output)
-    if output.is_dir():
-        raise InputError(f"output '{output}' is a folder; give a file name such as out.png")
-    if not output.parent.is_dir():
-        raise InputError(f"cannot write '{output}': folder '{output.parent}' does not exist")
-    for path in inputs:
-        same = output.resolve() == path.resolve()
-        if not same and output.exists() and path.exists():
-            with contextlib.suppress(OSError):
-                same = output.samefile(path)
-        if same:
-            raise InputError(f"refusing to overwrite input file '{path}'; choose another output path")
 
 
 def _check_array(name: str, array: Any) -> np.ndarray:

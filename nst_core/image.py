@@ -86,7 +86,7 @@ from .errors import ConfigError, InputError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SAVE_SUFFIXES",
-    "save_format",
+    "check_save_path",
     "LoadedImage",
     "load_image",
     "long_side_size",
@@ -684,10 +684,18 @@ def _check_tiff_complete(file: Path, page: Any, name: str) -> None:
 # --------------------------------------------------------------------------- saving
 
 
-def save_format(path: str | os.PathLike[str], *, with_alpha: bool = False) -> str:
-    """The Pillow format :func:`save_image` writes ``path`` in; :class:`InputError` if it can't.
+def check_save_path(
+    path: str | os.PathLike[str],
+    *,
+    with_alpha: bool = False,
+    protect: Iterable[str | os.PathLike[str]] = (),
+) -> tuple[str, Path]:
+    """Whether :func:`save_image` can write ``path``: its Pillow format and the file to write.
 
-    Cheap and without side effects, so a run can check its output path before doing any work.
+    The file is a symlink's target, so that the link survives. Raises :class:`InputError` for an
+    unsupported suffix, transparency in a format without alpha, a path that is one of ``protect``
+    (the run's inputs), a missing folder or a folder as the path. Cheap and without side effects,
+    so a run checks its output this way before doing any work.
     """
     out = Path(path)
     name = _show(path)
@@ -701,7 +709,16 @@ def save_format(path: str | os.PathLike[str], *, with_alpha: bool = False) -> st
         raise InputError(
             f"cannot save {name} with transparency: {fmt} has no alpha channel; use .png, .tif or .webp"
         )
-    return fmt
+    target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    for item in protect:
+        if item is not None and _same_file(target, Path(item)):
+            raise InputError(f"refusing to overwrite input file {name}; choose another output path")
+    directory = target.parent
+    if not directory.is_dir():
+        raise InputError(f"cannot save {name}: directory {_show(directory)} does not exist")
+    if target.is_dir():
+        raise InputError(f"cannot save {name}: it is a directory")
+    return fmt, target
 
 
 def save_image(
@@ -722,7 +739,7 @@ def save_image(
     """
     out = Path(path)
     name = _show(path)
-    fmt = save_format(out, with_alpha=alpha is not None)
+    fmt, target = check_save_path(out, with_alpha=alpha is not None, protect=protect)
     if bit_depth not in (8, 16):
         raise InputError(f"cannot save {name}: bit depth must be 8 or 16, not {bit_depth!r}")
     colour = np.asarray(rgb)
@@ -737,16 +754,6 @@ def save_image(
         raise InputError(
             f"cannot save {name}: {fmt} images can be at most {limit} pixels on a side; use .png"
         )
-
-    target = Path(os.path.realpath(out)) if out.is_symlink() else out
-    for item in protect:
-        if item is not None and _same_file(target, Path(item)):
-            raise InputError(f"refusing to overwrite input file {name}; choose another output path")
-    directory = target.parent
-    if not directory.is_dir():
-        raise InputError(f"cannot save {name}: directory {_show(directory)} does not exist")
-    if target.is_dir():
-        raise InputError(f"cannot save {name}: it is a directory")
 
     depth = bit_depth if fmt in _SIXTEEN_BIT_FORMATS else 8
     pixels = _quantize(colour, depth)
