@@ -355,7 +355,23 @@ class NoColorPreservation:
 
 
 class _KeepsContentChroma:
-    """What the luminance methods share: the result is the output's luminance with the content's chroma."""
+    """What the luminance methods share: the result is the output's luminance with the content's
+    chroma, and on grayscale content (no chroma to keep) the method is a no-op that says so."""
+
+    #: The method's registered name, for the grayscale notice.
+    name: str
+
+    def prepare(
+        self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config
+    ) -> tuple[np.ndarray, list[np.ndarray], Any]:
+        if is_grayscale(content):
+            return content, list(styles), ColorState(notice=GRAYSCALE_NOTICE.format(name=self.name), skip=True)
+        return self._prepare_colour(content, styles)
+
+    def _prepare_colour(
+        self, content: np.ndarray, styles: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray], Any]:
+        return content, list(styles), ColorState()
 
     def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
         if isinstance(state, ColorState) and state.skip:
@@ -366,32 +382,22 @@ class _KeepsContentChroma:
 class LuminanceTransfer(_KeepsContentChroma):
     """Transfer the style on luminance only and keep the content's chroma (Gatys et al. 2016)."""
 
+    name = "luminance"
     description = "style transfer on luminance only, the photo's colours kept exactly (paper's method)"
 
-    def prepare(
-        self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config
+    def _prepare_colour(
+        self, content: np.ndarray, styles: Sequence[np.ndarray]
     ) -> tuple[np.ndarray, list[np.ndarray], Any]:
-        if is_grayscale(content):
-            return content, list(styles), ColorState(notice=GRAYSCALE_NOTICE.format(name="luminance"), skip=True)
         content_y = rgb_to_yiq(content)[..., 0]
-        run_styles = []
-        for style in styles:
-            style_y = match_luminance(rgb_to_yiq(style)[..., 0], content_y)
-            run_styles.append(_grey3(style_y))
+        run_styles = [_grey3(match_luminance(rgb_to_yiq(style)[..., 0], content_y)) for style in styles]
         return _grey3(content_y), run_styles, ColorState()
 
 
 class LuminancePost(_KeepsContentChroma):
     """After a normal run, the output's luminance with the content's chroma."""
 
+    name = "luminance-post"
     description = "after the run, the result's luminance with the photo's colours"
-
-    def prepare(
-        self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config
-    ) -> tuple[np.ndarray, list[np.ndarray], Any]:
-        if is_grayscale(content):
-            return content, list(styles), ColorState(notice=GRAYSCALE_NOTICE.format(name="luminance-post"), skip=True)
-        return content, list(styles), ColorState()
 
 
 class HistogramMatching:
