@@ -480,21 +480,37 @@ def load_weights(*, model: str, config: Any) -> LoadedWeights:
             )
         return loaded
 
-    if wants_torchvision(config):
-        return _cached_weights(model) or _torchvision_weights(model)
-
-    embedded = embedded_weights_path(model)
-    if embedded is not None and embedded.exists():
+    chosen = chosen_source(model, config)
+    if chosen == "embedded":
         return load_embedded_weights(model)
-    cached = _cached_weights(model)
-    if cached is not None:
+    if chosen == "torchvision":
+        return _torchvision_weights(model)
+    if chosen == "cache" and (cached := _cached_weights(model)) is not None:
         return cached
+    embedded = embedded_weights_path(model)
     missing = f"'{_show(embedded)}' is missing" if embedded is not None else "cannot be read from a zipped package"
     raise WeightsError(
         f"no {_pretty(model)} weights: the embedded file {missing} (reinstall nst-core) and none is in the cache "
         f"({_show(cached_weights_path(model).parent)}); pass --weights FILE, or --weights torchvision to download "
         "PyTorch's (0.5 GB)"
     )
+
+
+def chosen_source(model: str, config: Any = None) -> str:
+    """Which source :func:`load_weights` takes for ``model``, judged by which files exist.
+
+    ``explicit``, ``embedded``, ``cache``, ``torchvision``, or ``""`` when there is none. The one
+    place that knows the order, so that ``weights list`` always shows what a run really uses.
+    """
+    if _explicit(config)[0] is not None:
+        return "explicit"
+    has_cache = cached_weights_path(model).is_file()
+    if wants_torchvision(config):
+        return "cache" if has_cache else "torchvision"
+    embedded = embedded_weights_path(model)
+    if embedded is not None and embedded.exists():
+        return "embedded"
+    return "cache" if has_cache else ""
 
 
 def load_embedded_weights(model: str) -> LoadedWeights:
@@ -575,12 +591,7 @@ def weights_sources(model: str, config: Any = None) -> list[WeightsSource]:
 
     has_embedded = embedded is not None and embedded.exists()
     has_cache = cached.is_file()
-    if explicit is not None:
-        used = "explicit"
-    elif torchvision_asked:
-        used = "cache" if has_cache else "torchvision"
-    else:
-        used = "embedded" if has_embedded else ("cache" if has_cache else "")
+    used = chosen_source(model, config)
     if torchvision_asked:
         explicit_text = f"{via} torchvision: PyTorch's weights, not a file"
     elif explicit is not None:
