@@ -22,7 +22,10 @@ DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 POOLINGS = ("avg", "max")
 OPTIMIZERS = ("lbfgs", "adam")
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``auto`` picks bf16 only where the hardware has fast bf16 and a probe confirms it (see
+#: :mod:`nst_core.precision`).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 #: How colour methods match one image's colours to another's (see :mod:`nst_core.color`).
 COLOR_MATCHES = ("chol", "pca", "sym", "histogram")
 
@@ -64,8 +67,16 @@ class Config:
 
     # --- optimization ----------------------------------------------------------------------------
     optimizer: str = "lbfgs"
-    #: Number of loss evaluations (each one forward and backward pass of the network).
+    #: Steps at the output size; a step is one loss evaluation (one forward and backward pass).
     iterations: int = 200
+    #: Sizes optimized at, coarse to fine, each twice the previous side and ending at ``size``
+    #: (1: the output size only). See :mod:`nst_core.schedule`.
+    scales: int = 1
+    #: Steps at each size before the last.
+    coarse_iterations: int = 100
+    #: Seconds the whole run may take; the steps of each size are then planned to end in time
+    #: (``iterations`` and ``coarse_iterations`` only set the proportions). ``None``: no limit.
+    time_budget: float | None = None
     #: Adam's initial learning rate, in units of the [0, 1] pixel range.
     learning_rate: float = 0.02
     #: Start image: ``content``, ``noise``, ``image`` (needs ``init_image``) or a plugin's.
@@ -85,7 +96,11 @@ class Config:
     # --- hardware ---------------------------------------------------------------------------------
     #: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` …
     device: str = "auto"
-    precision: str = "fp32"
+    #: Network precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (autocast; the image and
+    #: losses stay float32).
+    precision: str = "auto"
+    #: Network memory layout: ``auto`` (measured), ``contiguous`` or ``channels_last``.
+    memory_format: str = "auto"
 
     # --- reporting -------------------------------------------------------------------------------
     #: Report the current best image through ``nst_intermediate`` every N steps (0: never).
@@ -100,6 +115,11 @@ class Config:
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        _check_int("scales", self.scales, minimum=1)
+        _check_int("coarse_iterations", self.coarse_iterations, minimum=1)
+        if self.time_budget is not None:
+            _check_float("time_budget", self.time_budget, minimum=0.1)
         _check_choice("color_match", self.color_match, COLOR_MATCHES)
         _check_float("color_strength", self.color_strength, minimum=0.0, maximum=1.0)
         for name in ("content_weight", "style_weight", "tv_weight"):

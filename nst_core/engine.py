@@ -23,6 +23,9 @@ from .errors import ConfigError, InputError
 from .features import check_layers
 from .image import check_save_path, load_image, long_side_size, resize_to, save_image, to_array, to_tensor
 from .optim import optimize
+from .precision import Choice, time_step
+from .precision import choose as choose_layout
+from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds
 from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
 from .records import Progress, Result
 from .weights import infer_model
@@ -125,6 +128,8 @@ class _Run:
         if not self.terms:
             raise ConfigError("every loss weight is zero: nothing to optimize")
         self.device = resolve_device(config.device)
+        self.cancel_requested = False
+        self.choice = Choice(config.precision, config.memory_format, reason="as configured")
 
     def execute(self, content: np.ndarray, styles: list[np.ndarray]) -> Result:
         config = self.config
@@ -147,59 +152,161 @@ class _Run:
         source = getattr(extractor, "source", self.model)
         self.hook.nst_notice(message=f"{self.model} with weights from {source}, on {self.device}")
 
-        content_tensor = to_tensor(content_for_run, self.device)
-        with torch.no_grad(), self._autocast():
-            content_features = extractor(content_tensor)
-            for term in self.terms.values():
-                term.set_content_targets(content_features)
-            del content_features
-            style_features = [extractor(to_tensor(s, self.device)) for s in styles_for_run]
-            for term in self.terms.values():
-                term.set_style_targets(style_features, blend)
-            del style_features
+        stages = plan_stages(out_hw, config)
+        self.choice = self._choose_layout(extractor, stages[0], layers[-1])
+        self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")
+        if self.choice.memory_format == "channels_last":
+            extractor = extractor.to(memory_format=torch.channels_last)
+        if len(stages) > 1:
+            sizes = " → ".join(stage.label for stage in stages)
+            self.hook.nst_notice(message=f"coarse to fine: {sizes}")
 
+        budget = BudgetClock(config.time_budget, self.started, stages) if config.time_budget else None
         generator = torch.Generator().manual_seed(config.seed)
-        start = self.init(content=content_tensor, config=config, generator=generator)
+        image: torch.Tensor | None = None
+        steps_done, cancelled = 0, False
+        outcome = None
+        for stage in stages:
+            if budget and image is not None and not budget.affordable(stage):
+                self.hook.nst_notice(
+                    message=f"time budget: no time for a step at {stage.label}; the result is upscaled "
+                    f"from {outcome_label(image)}"
+                )
+                break
+            content_tensor = to_tensor(resize_to(content_for_run, stage.hw), self.device)
+            self._set_targets(extractor, content_tensor, styles_for_run, stage, blend)
+            if image is None:
+                start = self.init(content=content_tensor, config=config, generator=generator)
+            else:
+                start = upscale(image, stage.hw)
+            if budget:
+                budget.start_stage(stage)
+            objective = self._objective(extractor)
+            on_step = self._step_reporter(stages, stage, steps_done, budget, out_hw, content, color_state)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed + stage.number - 1)
+                iterations = stage.iterations if budget is None else 10**9
+                outcome = optimize(
+                    start, objective, optimizer=config.optimizer, iterations=iterations,
+                    learning_rate=config.learning_rate, on_step=on_step, horizon=stage.iterations,
+                )
+            best_step = steps_done + outcome.best_step
+            steps_done += outcome.steps
+            image = outcome.best_image
+            if self.cancel_requested:
+                cancelled = True
+                break
 
-        def objective(image: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
-            with self._autocast():
-                features = extractor(image)
-            losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
-            return sum(losses.values()), losses
-
-        def finish(image: torch.Tensor) -> np.ndarray:
-            return np.clip(self.color.finish(to_array(image), content, color_state, config=config), 0.0, 1.0)
-
-        def on_step(step: int, losses: Mapping[str, float], best: Callable[[], torch.Tensor]) -> bool:
-            progress = Progress(
-                step=step, total=config.iterations, losses=losses, elapsed=time.perf_counter() - self.started
-            )
-            self.hook.nst_progress(progress=progress)
-            if config.save_every and step % config.save_every == 0:
-                self.hook.nst_intermediate(image=finish(best()), progress=progress)
-            return bool(self.hook.nst_should_cancel(progress=progress))
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            outcome = optimize(start, objective, config=config, on_step=on_step)
-
+        assert outcome is not None and image is not None
         result = Result(
-            image=finish(outcome.best_image),
+            image=self._finish(image, out_hw, content, color_state),
             losses=outcome.best_losses,
-            steps=outcome.steps,
-            best_step=outcome.best_step,
+            steps=steps_done,
+            best_step=best_step,
             elapsed=time.perf_counter() - self.started,
-            cancelled=outcome.cancelled,
+            cancelled=cancelled,
             info={
                 "model": self.model,
                 "weights": str(source),
                 "device": str(self.device),
-                "precision": config.precision,
+                "precision": self.choice.precision,
+                "memory_format": self.choice.memory_format,
                 "size": f"{out_hw[1]}x{out_hw[0]}",
+                "scales": " ".join(stage.label for stage in stages),
             },
         )
         self.hook.nst_result(result=result)
         return result
+
+    def _set_targets(self, extractor, content_tensor, styles_for_run, stage: Stage, blend) -> None:
+        """Content and style targets at ``stage``'s size (the style keeps its size ratio)."""
+        style_side = max(16, round(max(stage.hw) * self.config.style_scale))
+        with torch.no_grad(), self._autocast():
+            content_features = extractor(self._layout(content_tensor))
+            for term in self.terms.values():
+                term.set_content_targets(content_features)
+            del content_features
+            style_features = [
+                extractor(self._layout(to_tensor(resize_to(s, long_side_size(s.shape[:2], style_side)), self.device)))
+                for s in styles_for_run
+            ]
+            for term in self.terms.values():
+                term.set_style_targets(style_features, blend)
+
+    def _objective(self, extractor):
+        def objective(image: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+            with self._autocast():
+                features = extractor(self._layout(image))
+            losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
+            return sum(losses.values()), losses
+
+        return objective
+
+    def _finish(self, image: torch.Tensor, out_hw, content: np.ndarray, color_state) -> np.ndarray:
+        """The optimized image at the output size with the colour method's finish applied."""
+        array = to_array(upscale(image, out_hw))
+        return np.clip(self.color.finish(array, content, color_state, config=self.config), 0.0, 1.0)
+
+    def _step_reporter(self, stages, stage: Stage, steps_before: int, budget, out_hw, content, color_state):
+        """The ``on_step`` callback of one stage: progress, snapshots, cancel and budget checks."""
+        config = self.config
+        began = time.perf_counter()
+        planned_total = sum(s.iterations for s in stages)
+
+        def on_step(step: int, losses: Mapping[str, float], best: Callable[[], torch.Tensor]) -> bool:
+            now = time.perf_counter()
+            out_of_time = budget.step_done() if budget else False
+            if budget:
+                remaining = budget.left()
+                total = steps_before + step + budget.estimated_steps_left()
+            else:
+                remaining = remaining_seconds(stages, stage, step, (now - began) / step)
+                total = planned_total
+            progress = Progress(
+                step=steps_before + step, total=total, losses=losses, elapsed=now - self.started,
+                scale=stage.number, scales=len(stages), size=stage.label, remaining=remaining,
+            )
+            self.hook.nst_progress(progress=progress)
+            if config.save_every and progress.step % config.save_every == 0:
+                self.hook.nst_intermediate(image=self._finish(best(), out_hw, content, color_state), progress=progress)
+            if self.hook.nst_should_cancel(progress=progress):
+                self.cancel_requested = True
+            return self.cancel_requested or out_of_time
+
+        return on_step
+
+    def _choose_layout(self, extractor, first: Stage, deepest: str) -> Choice:
+        """Precision and memory format: as configured, or measured at the first stage's size."""
+        config = self.config
+        probe_image = torch.rand((1, 3, *first.hw), generator=torch.Generator().manual_seed(0)).to(self.device)
+
+        def probe(precision: str, memory_format: str) -> float:
+            layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+            net = extractor.to(memory_format=layout)
+            autocast = _autocast_for(precision, self.device)
+
+            def step() -> None:
+                point = probe_image.contiguous(memory_format=layout).requires_grad_(True)
+                with autocast:
+                    features = net(point)
+                sum(f.float().square().mean() for f in features.values()).backward()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+
+            try:
+                return time_step(step)
+            finally:
+                extractor.to(memory_format=torch.contiguous_format)
+
+        return choose_layout(
+            config.precision, config.memory_format, self.device, probe=probe,
+            cache_key=f"{self.model} to {deepest} at {first.label}",
+        )
+
+    def _layout(self, image: torch.Tensor) -> torch.Tensor:
+        if self.choice.memory_format == "channels_last":
+            return image.contiguous(memory_format=torch.channels_last)
+        return image
 
     def _blend(self, count: int) -> list[float]:
         blend = self.config.style_blend or (1.0,) * count
@@ -208,8 +315,24 @@ class _Run:
         return [b / sum(blend) for b in blend]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        precision = self.config.precision
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return _autocast_for(self.choice.precision, self.device)
+
+
+def _autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast of the network to ``precision`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def upscale(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """``image`` (``1×3×H×W``) resized to ``hw`` (bicubic, kept in ``[0, 1]``); as is if it fits."""
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    resized = torch.nn.functional.interpolate(image, size=tuple(hw), mode="bicubic", align_corners=False)
+    return resized.clamp_(0.0, 1.0)
+
+
+def outcome_label(image: torch.Tensor) -> str:
+    return f"{image.shape[-1]}x{image.shape[-2]}"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 from torch.optim.lbfgs import _strong_wolfe  # a plain function: no torch._dynamo import
 
-from .config import Config
 from .errors import OptimizationError
 
 #: ``objective(image) -> (total loss, {term: weighted loss})``.
@@ -89,14 +88,28 @@ class _Tracker:
         return Outcome(self.best(), self.best_losses, self.best_step, self.steps, self.cancelled)
 
 
-def optimize(start: torch.Tensor, objective: Objective, *, config: Config, on_step: StepCallback) -> Outcome:
-    """Minimize ``objective`` from ``start`` for ``config.iterations`` steps; return the best image."""
+def optimize(
+    start: torch.Tensor,
+    objective: Objective,
+    *,
+    optimizer: str,
+    iterations: int,
+    learning_rate: float,
+    on_step: StepCallback,
+    horizon: int | None = None,
+) -> Outcome:
+    """Minimize ``objective`` from ``start`` for ``iterations`` steps; return the best image.
+
+    ``optimizer`` is ``lbfgs`` or ``adam`` (``learning_rate`` is Adam's). The run also ends
+    when ``on_step`` returns ``True`` (cancelled, or out of time) or L-BFGS converges.
+    ``horizon`` is the step count Adam's learning rate decays over (default ``iterations``).
+    """
     image = start.detach().clone().requires_grad_(True)
-    tracker = _Tracker(objective, config.iterations, on_step)
-    if config.optimizer == "lbfgs":
+    tracker = _Tracker(objective, iterations, on_step)
+    if optimizer == "lbfgs":
         _run_lbfgs(image, tracker)
     else:
-        _run_adam(image, tracker, learning_rate=config.learning_rate)
+        _run_adam(image, tracker, learning_rate=learning_rate, horizon=horizon or iterations)
     return tracker.outcome()
 
 
@@ -158,8 +171,8 @@ def _two_loop(grad: torch.Tensor, history, h_diag: float) -> torch.Tensor:
     return r
 
 
-def _run_adam(image: torch.Tensor, tracker: _Tracker, *, learning_rate: float) -> None:
-    """Adam with a cosine learning-rate decay to 5 %, the image kept within [0, 1]."""
+def _run_adam(image: torch.Tensor, tracker: _Tracker, *, learning_rate: float, horizon: int) -> None:
+    """Adam with a cosine learning-rate decay to 5 % over ``horizon`` steps, the image kept in [0, 1]."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     floor = learning_rate * 0.05
     x = image.detach().clone()
@@ -171,7 +184,8 @@ def _run_adam(image: torch.Tensor, tracker: _Tracker, *, learning_rate: float) -
             tracker.evaluate(point)
             grad = point.grad
             x = point.detach()
-            rate = floor + (learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * (k - 1) / tracker.total))
+            progress = min(1.0, (k - 1) / horizon)
+            rate = floor + (learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * progress))
             mean.mul_(beta1).add_(grad, alpha=1 - beta1)
             square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             corrected = mean / (1 - beta1**k)

@@ -24,20 +24,32 @@ class Progress:
     losses: Mapping[str, float]
     #: Seconds since the run started (set-up included).
     elapsed: float
-    #: What the run is doing: ``optimize`` (more stages may come with multi-scale runs).
+    #: What the run is doing: ``optimize``.
     stage: str = "optimize"
+    #: Which size of a coarse-to-fine run this step was at (1-based), of how many.
+    scale: int = 1
+    scales: int = 1
+    #: ``WIDTHxHEIGHT`` optimized at in this step.
+    size: str = ""
+    #: Seconds left as the engine estimates them (stage sizes and time budget known);
+    #: ``None``: :attr:`eta` extrapolates from the steps done.
+    remaining: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "losses", _frozen(self.losses))
 
     @property
     def fraction(self) -> float:
-        """Share of the run done, in ``[0, 1]``."""
+        """Share of the run done, in ``[0, 1]`` (by time where the time left is known)."""
+        if self.remaining is not None and self.elapsed + self.remaining > 0:
+            return min(1.0, self.elapsed / (self.elapsed + self.remaining))
         return min(1.0, self.step / self.total) if self.total else 1.0
 
     @property
     def eta(self) -> float | None:
         """Estimated seconds left, or ``None`` before the first step."""
+        if self.remaining is not None:
+            return self.remaining
         if self.step <= 0:
             return None
         return self.elapsed / self.step * max(0, self.total - self.step)
@@ -48,6 +60,9 @@ class Progress:
             "step": self.step,
             "total": self.total,
             "stage": self.stage,
+            "scale": self.scale,
+            "scales": self.scales,
+            "size": self.size,
             "losses": dict(self.losses),
             "elapsed": round(self.elapsed, 3),
             "eta": None if self.eta is None else round(self.eta, 3),

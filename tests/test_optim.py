@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nst_core import Config, OptimizationError
+from nst_core import OptimizationError
 from nst_core.optim import optimize
 
 
@@ -20,7 +20,7 @@ def test_lbfgs_converges_whatever_the_loss_scale(scale):
     torch.manual_seed(0)
     target = torch.rand(1, 3, 8, 8)
     start = torch.zeros_like(target)
-    outcome = optimize(start, _quadratic(target, scale), config=Config(iterations=30), on_step=lambda *a: False)
+    outcome = optimize(start, _quadratic(target, scale), optimizer="lbfgs", iterations=30, learning_rate=0.02, on_step=lambda *a: False)
     assert torch.allclose(outcome.best_image, target, atol=1e-3)
     assert outcome.steps <= 30
 
@@ -29,7 +29,7 @@ def test_adam_reduces_the_loss_and_keeps_pixels_in_range():
     target = torch.full((1, 3, 4, 4), 1.5)  # out of range: Adam's image is clamped to [0, 1]
     totals = []
     outcome = optimize(
-        torch.zeros_like(target), _quadratic(target, 1.0), config=Config(optimizer="adam", iterations=60, learning_rate=0.1),
+        torch.zeros_like(target), _quadratic(target, 1.0), optimizer="adam", iterations=60, learning_rate=0.1,
         on_step=lambda step, losses, best: totals.append(losses["total"]) or False,
     )
     assert totals[-1] < totals[0] / 2
@@ -46,7 +46,7 @@ def test_best_image_is_returned_not_the_last():
         return loss, {"planned": loss}
 
     outcome = optimize(torch.full((1, 3, 4, 4), 0.5), objective,
-                       config=Config(optimizer="adam", iterations=5, learning_rate=0.1), on_step=lambda *a: False)
+                       optimizer="adam", iterations=5, learning_rate=0.1, on_step=lambda *a: False)
     assert outcome.steps == 5 and outcome.best_step == 2
     assert outcome.best_losses["total"] == pytest.approx(2.0 + 1e-3 * seen[1].sum().item())
     assert torch.equal(outcome.best_image, seen[1])
@@ -62,12 +62,12 @@ def test_nan_loss_is_a_clear_error():
         return loss, {"x": loss}
 
     with pytest.raises(OptimizationError, match="the loss became nan at step 3"):
-        optimize(torch.rand(1, 3, 4, 4), objective, config=Config(optimizer="adam", iterations=10), on_step=lambda *a: False)
+        optimize(torch.rand(1, 3, 4, 4), objective, optimizer="adam", iterations=10, learning_rate=0.02, on_step=lambda *a: False)
 
 
 def test_callback_can_stop_the_run():
     outcome = optimize(
-        torch.zeros(1, 3, 4, 4), _quadratic(torch.ones(1, 3, 4, 4), 1.0), config=Config(iterations=100),
+        torch.zeros(1, 3, 4, 4), _quadratic(torch.ones(1, 3, 4, 4), 1.0), optimizer="lbfgs", iterations=100, learning_rate=0.02,
         on_step=lambda step, losses, best: step >= 4,
     )
     assert outcome.cancelled and outcome.steps == 4

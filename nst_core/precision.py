@@ -1,0 +1,171 @@
+"""Choosing the network's precision and memory layout by looking at the hardware, then measuring.
+
+``bf16`` autocast makes a step 4–5× faster on CPUs with AMX or AVX512-BF16 and 50–500× *slower*
+on CPUs without them (PyTorch falls back to slow reference kernels), and ``channels_last``
+helps on some machines and hurts on others. So ``auto`` never assumes: it only considers
+bf16 where the hardware reports fast bf16, then times a few real steps of each candidate and
+keeps the fastest, with fp32 kept unless another candidate is clearly faster. The image,
+Gram matrices and losses stay float32 whatever the network runs in.
+
+Measurements are remembered per machine (CPU or GPU model, PyTorch version, network, size) in
+nst-core's cache, so the probe costs its few steps once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+#: A candidate other than fp32/contiguous is kept only when at least this much faster.
+MIN_GAIN = 1.15
+
+#: CPU flags (``/proc/cpuinfo``) that mean bf16 matrix maths runs in hardware.
+FAST_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the network runs, and why."""
+
+    precision: str
+    memory_format: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        layout = "" if self.memory_format == "contiguous" else f", {self.memory_format}"
+        return f"{self.precision}{layout}"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux), or an empty set where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fast_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` has fast bf16 hardware, and the evidence in words."""
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+        return supported, f"GPU {'supports' if supported else 'lacks'} bf16"
+    if device.type != "cpu":
+        return False, f"no bf16 rule for {device.type}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = cpu_flags() & set(FAST_BF16_CPU_FLAGS)
+    if flags:
+        return True, f"CPU has {'/'.join(sorted(flags))} ({capability})"
+    return False, f"CPU has no AMX or AVX512-BF16 ({capability}): bf16 would run in slow fallback kernels"
+
+
+def candidates(requested_precision: str, requested_layout: str, device: torch.device) -> tuple[list[tuple[str, str]], str]:
+    """The (precision, memory format) pairs worth timing, and why the others are not."""
+    if requested_precision == "auto":
+        fast, evidence = fast_bf16(device)
+        precisions = ["fp32", "bf16"] if fast else ["fp32"]
+    else:
+        precisions, evidence = [requested_precision], f"{requested_precision} asked for"
+    layouts = ["contiguous", "channels_last"] if requested_layout == "auto" else [requested_layout]
+    return [(p, m) for p in precisions for m in layouts], evidence
+
+
+def choose(
+    requested_precision: str,
+    requested_layout: str,
+    device: torch.device,
+    *,
+    probe: Callable[[str, str], float],
+    cache_key: str,
+) -> Choice:
+    """Pick the precision and memory format for a run.
+
+    :param probe: ``probe(precision, memory_format) -> seconds`` for one step (the caller times
+        the real objective); only called when there is more than one candidate.
+    :param cache_key: what the timing depends on besides the machine (network, size).
+    """
+    pairs, evidence = candidates(requested_precision, requested_layout, device)
+    if len(pairs) == 1:
+        return Choice(*pairs[0], reason=evidence)
+    key = f"{machine_key(device)}|{cache_key}|{','.join(f'{p}/{m}' for p, m in pairs)}"
+    timings = _load_cache().get(key)
+    measured_now = timings is None
+    if measured_now:
+        timings = {f"{p}/{m}": probe(p, m) for p, m in pairs}
+        _store_cache(key, timings)
+    baseline_name = f"{pairs[0][0]}/{pairs[0][1]}"
+    best_name = min(timings, key=timings.get)
+    if timings[best_name] * MIN_GAIN > timings[baseline_name]:
+        best_name = baseline_name
+    precision, memory_format = best_name.split("/")
+    shown = ", ".join(f"{name} {1000 * seconds:.0f} ms" for name, seconds in timings.items())
+    source = "measured" if measured_now else "measured earlier"
+    return Choice(precision, memory_format, reason=f"{evidence}; {source} per step: {shown}")
+
+
+def machine_key(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{cpu_model()} x{torch.get_num_threads()}"
+    return f"{name}|torch {torch.__version__}"
+
+
+def time_step(step: Callable[[], None], *, repeats: int = 2) -> float:
+    """Fastest of ``repeats`` timed calls of ``step`` after one warm-up call."""
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def _cache_path() -> Path:
+    from .weights import cache_dir
+
+    return cache_dir() / "probes.json"
+
+
+def _load_cache() -> dict:
+    try:
+        data = json.loads(_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _store_cache(key: str, timings: dict[str, float]) -> None:
+    """Remember a measurement; a cache that cannot be written only costs a probe next time."""
+    path = _cache_path()
+    data = _load_cache()
+    data[key] = timings
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(temporary, path)
+    except OSError:
+        pass

@@ -1,0 +1,123 @@
+"""Coarse-to-fine plans: which sizes a run optimizes at, for how many steps or how long.
+
+A run optimizes at a ladder of sizes, each twice the previous one's side, and ends at the output
+size; each stage starts from the previous stage's best image, upsampled. Most steps are then
+cheap (a step at half the side costs about a quarter), and the fine stages only have to add
+the fine texture. With ``Config.time_budget`` the stages get shares of the remaining time, in
+proportion to the work the step-count plan would give them, and each stage stops before a step
+that would not end within its share.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from .config import Config
+from .image import long_side_size
+
+#: Stages whose long side would be smaller than this are left out of the ladder.
+MIN_STAGE_SIDE = 64
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One size of a coarse-to-fine run."""
+
+    #: 1-based position in the ladder.
+    number: int
+    #: ``(height, width)`` optimized at.
+    hw: tuple[int, int]
+    #: Steps to take (with a time budget: at most this many, see :class:`BudgetClock`).
+    iterations: int
+
+    @property
+    def pixels(self) -> int:
+        return self.hw[0] * self.hw[1]
+
+    @property
+    def label(self) -> str:
+        return f"{self.hw[1]}x{self.hw[0]}"
+
+
+def plan_stages(out_hw: tuple[int, int], config: Config) -> tuple[Stage, ...]:
+    """The ladder of sizes for an output of ``out_hw``: ``config.scales`` sizes ending at it.
+
+    Each coarser size halves the side; sizes under :data:`MIN_STAGE_SIDE` are dropped, so a
+    small output may get fewer stages than asked for. The last stage takes ``config.iterations``
+    steps, every coarser one ``config.coarse_iterations``.
+    """
+    long_side = max(out_hw)
+    sides = [round(long_side / 2**k) for k in reversed(range(config.scales))]
+    sides = [side for side in sides[:-1] if side >= MIN_STAGE_SIDE] + [long_side]
+    stages = []
+    for number, side in enumerate(sides, 1):
+        hw = out_hw if side == long_side else long_side_size(out_hw, side)
+        final = number == len(sides)
+        stages.append(Stage(number, hw, config.iterations if final else config.coarse_iterations))
+    return tuple(stages)
+
+
+class BudgetClock:
+    """Splits a time budget over the stages and says when a stage must stop.
+
+    Each stage, when it starts, gets the share of the time left that its planned work
+    (steps × pixels) has of the planned work left. A step is only started when, at the last
+    step's pace, it ends within the stage's share; the pace of a stage not yet started is the
+    previous stage's, scaled by the pixel ratio.
+    """
+
+    def __init__(self, seconds: float, started: float, stages: tuple[Stage, ...], clock=time.perf_counter):
+        self.seconds = seconds
+        self.started = started
+        self.stages = stages
+        self.clock = clock
+        self.deadline = started + seconds
+        self.stage_deadline = self.deadline
+        self.step_seconds: float | None = None  # pace of the current stage (last step)
+        self._pixels = stages[0].pixels
+        self._last_step_end: float | None = None
+
+    def start_stage(self, stage: Stage) -> None:
+        """Set the deadline of ``stage`` from the time left and the planned work left."""
+        now = self.clock()
+        work_left = [s.iterations * s.pixels for s in self.stages if s.number >= stage.number]
+        share = work_left[0] / sum(work_left)
+        self.stage_deadline = now + max(0.0, self.deadline - now) * share
+        if self.step_seconds is not None:
+            self.step_seconds *= stage.pixels / self._pixels
+        self._pixels = stage.pixels
+        self._last_step_end = now
+
+    def affordable(self, stage: Stage) -> bool:
+        """Whether at least one step of ``stage`` ends within the whole budget (estimated)."""
+        if self.step_seconds is None:
+            return True
+        estimate = self.step_seconds * stage.pixels / self._pixels
+        return self.clock() + estimate <= self.deadline
+
+    def step_done(self) -> bool:
+        """Record a step's end; ``True`` when the stage must stop (the next step would be late)."""
+        now = self.clock()
+        if self._last_step_end is not None:
+            self.step_seconds = now - self._last_step_end
+        self._last_step_end = now
+        return now + (self.step_seconds or 0.0) > self.stage_deadline
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+    def estimated_steps_left(self) -> int:
+        """Steps the rest of the budget buys at the current pace (for progress totals only)."""
+        if not self.step_seconds:
+            return 0
+        return int(math.floor(self.left() / self.step_seconds))
+
+
+def remaining_seconds(stages: tuple[Stage, ...], stage: Stage, steps_in_stage: int, pace: float) -> float:
+    """Seconds the planned steps left take at ``pace`` (seconds per step at ``stage``'s size)."""
+    left = max(0, stage.iterations - steps_in_stage) * pace
+    for later in stages[stage.number :]:
+        left += later.iterations * pace * later.pixels / stage.pixels
+    return left
