@@ -193,3 +193,30 @@ def _check_weights(name: str, values: Any) -> tuple[float, ...]:
     if not weights or sum(weights) <= 0:
         raise ConfigError(f"{name} must hold at least one positive value, got {weights!r}")
     return tuple(float(w) for w in weights)
+
+
+#: Speed/quality presets: the settings each changes from :class:`Config`'s defaults, which are
+#: ``balanced``. Chosen by measuring time to quality (see ``benchmarks/`` and the README).
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "preview": MappingProxyType({"scales": 2, "coarse_iterations": 60, "iterations": 20}),
+    "balanced": MappingProxyType({}),
+    "best": MappingProxyType({"scales": 3, "coarse_iterations": 150, "iterations": 200}),
+})
+DEFAULT_PRESET = "balanced"
+
+
+def preset_config(preset: str, **settings: Any) -> Config:
+    """A :class:`Config` from a preset's settings, overridden by ``settings``."""
+    _check_choice("preset", preset, tuple(PRESETS))
+    return Config(**{**PRESETS[preset], **settings})
+
+
+def describe_preset(preset: str) -> str:
+    """``preset``'s plan in words, e.g. ``3 sizes, 100 steps each then 60 at full size``."""
+    config = Config(**PRESETS[preset])
+    if config.scales == 1:
+        return f"{config.iterations} steps at full size"
+    return (
+        f"{config.scales} sizes, {config.coarse_iterations} steps at each smaller one, "
+        f"{config.iterations} at full size"
+    )

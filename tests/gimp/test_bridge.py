@@ -48,20 +48,23 @@ def flags(command):
 def test_default_command():
     command = bridge.build_command("/bin/nst-core", "c.png", "s.png", "o.png", bridge.Options(style="s.png"), 300, 200)
     assert command[:6] == ["/bin/nst-core", "run", "c.png", "s.png", "-o", "o.png"]
-    assert flags(command) == {"--size": "0", "--iterations": "200", "--style-weight": "5", "--seed": "0",
+    assert flags(command) == {"--size": "0", "--preset": "balanced", "--style-weight": "5", "--seed": "0",
                               "--preserve-color": "none", "--progress": "json"}
     assert "--quiet" not in command  # --quiet would silence the JSON progress
 
 
-def test_presets_set_iterations_and_cap_the_size():
+def test_presets_pick_the_cli_preset_and_cap_the_size():
+    from nst_core.config import PRESETS
+
     for name, preset in bridge.QUALITY_PRESETS.items():
         options = bridge.Options(quality=name)
         big = flags(bridge.build_command("x", "c", "s", "o", options, 5000, 100))
         small = flags(bridge.build_command("x", "c", "s", "o", options, 100, 20))
-        assert big["--iterations"] == str(preset.iterations)
+        assert big["--preset"] == preset.cli_preset and preset.cli_preset in PRESETS
+        assert "--iterations" not in big  # the preset's plan decides
         assert big["--size"] == str(preset.max_size)
         assert small["--size"] == "0"  # the layer's own size
-    assert bridge.QUALITY_PRESETS["preview"].iterations < bridge.QUALITY_PRESETS["best"].iterations
+    assert bridge.QUALITY_PRESETS["preview"].max_size < bridge.QUALITY_PRESETS["best"].max_size
 
 
 def test_explicit_settings_win():
@@ -69,7 +72,8 @@ def test_explicit_settings_win():
                              model="vgg16", preserve_color="luminance", extra=["--device", "cpu"])
     command = bridge.build_command(["py", "cli.py"], "c", "s", "o", options, 4000, 3000)
     assert command[:2] == ["py", "cli.py"]
-    assert flags(command) == {"--size": "96", "--iterations": "5", "--style-weight": "50", "--tv-weight": "0.5",
+    assert flags(command) == {"--size": "96", "--preset": "preview", "--iterations": "5", "--style-weight": "50",
+                              "--tv-weight": "0.5",
                               "--seed": "7", "--model": "vgg16", "--preserve-color": "luminance",
                               "--progress": "json", "--device": "cpu"}
 
@@ -97,10 +101,10 @@ def test_invalid_options_are_one_line_errors(change, words):
 
 
 def test_adding_a_choice_is_one_line(monkeypatch):
-    monkeypatch.setitem(bridge.QUALITY_PRESETS, "draft", bridge.Preset("Draft", iterations=20, max_size=256))
+    monkeypatch.setitem(bridge.QUALITY_PRESETS, "draft", bridge.Preset("Draft", cli_preset="preview", max_size=256))
     monkeypatch.setitem(bridge.COLOR_MODES, "lab", "Lab matching")
     command = bridge.build_command("x", "c", "s", "o", bridge.Options(quality="draft", preserve_color="lab"), 999, 9)
-    assert flags(command)["--iterations"] == "20" and flags(command)["--size"] == "256"
+    assert flags(command)["--preset"] == "preview" and flags(command)["--size"] == "256"
     assert flags(command)["--preserve-color"] == "lab"
 
 

@@ -44,7 +44,17 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from nst_core import __version__
-    from nst_core.config import COLOR_MATCHES, DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, Config
+    from nst_core.config import (
+        COLOR_MATCHES,
+        DEFAULT_CONTENT_LAYERS,
+        DEFAULT_PRESET,
+        DEFAULT_STYLE_LAYERS,
+        MEMORY_FORMATS,
+        PRECISIONS,
+        PRESETS,
+        Config,
+        describe_preset,
+    )
     from nst_core.plugins import build_registries, get_plugin_manager
 
     registries = build_registries(get_plugin_manager())
@@ -112,8 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="relative weight of each style layer (default: equal)")
 
     opt = run.add_argument_group("optimization")
-    opt.add_argument("-n", "--iterations", type=int, default=defaults.iterations, metavar="N",
-                     help=f"steps (network passes); more is slower and closer to the style (default {defaults.iterations})")
+    opt.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                     help="speed against quality: " + "; ".join(
+                         f"{name}: {describe_preset(name)}" for name in PRESETS) + f" (default {DEFAULT_PRESET})")
+    opt.add_argument("--time-budget", type=float, metavar="SECONDS",
+                     help="finish within this many seconds on this machine: the steps of each size are planned "
+                          "to fit and the best image reached is written")
+    opt.add_argument("-n", "--iterations", type=int, metavar="N",
+                     help="steps (network passes) at the output size; more is slower and closer to the style "
+                          "(default: the preset's)")
+    opt.add_argument("--scales", type=int, metavar="N",
+                     help="sizes to optimize at, coarse to fine, each twice the last; 1: the output size only "
+                          "(default: the preset's)")
+    opt.add_argument("--coarse-iterations", type=int, metavar="N",
+                     help="steps at each size before the last (default: the preset's)")
     opt.add_argument("--optimizer", choices=("lbfgs", "adam"), default=defaults.optimizer,
                      help="lbfgs: best result per step (default); adam: steadier, uses less memory")
     opt.add_argument("--learning-rate", type=float, default=defaults.learning_rate, metavar="LR",
@@ -127,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     hw = run.add_argument_group("hardware")
     hw.add_argument("--device", default=defaults.device,
                     help="auto (a CUDA GPU when present, default), cpu, cuda, cuda:1 ...")
-    hw.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=defaults.precision,
-                    help="network precision; bf16 is much faster only on CPUs with AMX/AVX512-BF16 (default fp32)")
+    hw.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                    help="network precision; auto uses bf16 only where the hardware has fast bf16 (AMX, "
+                         "AVX512-BF16, recent GPUs) and a short measurement confirms it, else fp32 "
+                         f"(default {defaults.precision})")
+    hw.add_argument("--memory-format", choices=MEMORY_FORMATS, default=defaults.memory_format,
+                    help="network memory layout; auto measures which is faster here (default auto)")
 
     out = run.add_argument_group("output and progress")
     out.add_argument("--save-every", type=int, default=0, metavar="N",
@@ -165,9 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from nst_core import Config
+    from nst_core.config import preset_config
 
-    return Config(
+    explicit = {name: getattr(args, name) for name in ("iterations", "scales", "coarse_iterations")
+                if getattr(args, name) is not None}
+    return preset_config(
+        args.preset,
+        **explicit,
+        time_budget=args.time_budget,
         size=args.size or None,
         style_scale=args.style_scale,
         model=args.model,
@@ -181,7 +212,6 @@ def config_from_args(args: argparse.Namespace):
         tv_weight=args.tv_weight,
         style_blend=args.style_blend,
         optimizer=args.optimizer,
-        iterations=args.iterations,
         learning_rate=args.learning_rate,
         init=args.init,
         init_image=args.init_image,
@@ -191,6 +221,7 @@ def config_from_args(args: argparse.Namespace):
         color_strength=args.color_strength,
         device=args.device,
         precision=args.precision,
+        memory_format=args.memory_format,
         save_every=args.save_every,
         extra=dict(args.extra),
     )
@@ -213,7 +244,8 @@ def command_run(args: argparse.Namespace) -> int:
         plugins.append(BarReporter())
     elif mode == "json":
         plugins.append(JsonReporter())
-        emit_json(sys.stdout, "start", total=config.iterations, content=args.content,
+        total = config.iterations + (config.scales - 1) * config.coarse_iterations
+        emit_json(sys.stdout, "start", total=total, content=args.content,
                   styles=args.styles, output=str(output))
     if config.save_every:
         plugins.append(SnapshotWriter(output, inputs))

@@ -110,7 +110,7 @@ class NeuralStyle(Gimp.PlugIn):
             "seed", "S_eed", "Random seed (the same seed gives the same result)", 0, 2**31 - 1, 0, RW)
         # Advanced
         procedure.add_int_argument(
-            "iterations", "Itera_tions", "Optimization steps (0 = from the quality preset)", 0, 100000, 0, RW)
+            "iterations", "Itera_tions", "Optimization steps at full size (0 = from the quality preset)", 0, 100000, 0, RW)
         procedure.add_double_argument(
             "tv-weight", "S_moothing (TV weight)", "Total-variation weight (-1 = the engine default)",
             -1.0, 1.0e6, -1.0, RW)

@@ -49,16 +49,16 @@ CLI_NAME = "nst-core"
 @dataclass(frozen=True)
 class Preset:
     label: str
-    iterations: int
+    cli_preset: str  # nst-core's --preset: its plan of sizes and steps
     max_size: int  # processing size cap (long side, px); 0 = no cap
 
 
-#: Quality presets: iterations and the largest processing size (the result is scaled to the
-#: layer's size afterwards).
+#: Quality presets: nst-core's preset and the largest processing size (the result is scaled to
+#: the layer's size afterwards).
 QUALITY_PRESETS: dict[str, Preset] = {
-    "preview": Preset("Preview (fast)", iterations=60, max_size=512),
-    "balanced": Preset("Balanced", iterations=200, max_size=1024),
-    "best": Preset("Best (slow)", iterations=500, max_size=2048),
+    "preview": Preset("Preview (fast)", cli_preset="preview", max_size=512),
+    "balanced": Preset("Balanced", cli_preset="balanced", max_size=1024),
+    "best": Preset("Best (slow)", cli_preset="best", max_size=2048),
 }
 DEFAULT_QUALITY = "balanced"
 
@@ -117,7 +117,7 @@ class Options:
     quality: str = DEFAULT_QUALITY
     size: int = 0  # processing long side in px; 0 = the layer's size (capped by the preset)
     seed: int = 0
-    iterations: int = 0  # 0 = from the quality preset
+    iterations: int = 0  # steps at full size; 0 = from the quality preset
     tv_weight: float = -1.0  # < 0 = the engine's default
     model: str = DEFAULT_MODEL
     extra: list[str] = field(default_factory=list)  # more CLI arguments, appended verbatim
@@ -146,9 +146,6 @@ class Options:
         if int(self.iterations) < 0:
             raise ValueError(f"iterations must be 0 (from the quality preset) or more, got {self.iterations}")
 
-    def effective_iterations(self) -> int:
-        return int(self.iterations) or QUALITY_PRESETS[self.quality].iterations
-
     def processing_size(self, width: int, height: int) -> int:
         """Long side to compute at, or 0 for the layer's own size.
 
@@ -171,7 +168,8 @@ def _number(value: float) -> str:
 #: returning the flag's value as a string, or None to leave the flag out).
 FLAGS: list[tuple[str, Callable[[Options, int, int], "str | None"]]] = [
     ("--size", lambda o, w, h: str(o.processing_size(w, h))),
-    ("--iterations", lambda o, w, h: str(o.effective_iterations())),
+    ("--preset", lambda o, w, h: QUALITY_PRESETS[o.quality].cli_preset),
+    ("--iterations", lambda o, w, h: str(int(o.iterations)) if int(o.iterations) > 0 else None),
     ("--style-weight", lambda o, w, h: f"{style_weight_for_strength(o.strength):.6g}"),
     ("--tv-weight", lambda o, w, h: None if float(o.tv_weight) < 0 else _number(o.tv_weight)),
     ("--seed", lambda o, w, h: str(int(o.seed))),
