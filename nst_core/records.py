@@ -66,6 +66,7 @@ class Progress:
             "losses": dict(self.losses),
             "elapsed": round(self.elapsed, 3),
             "eta": None if self.eta is None else round(self.eta, 3),
+            "fraction": round(self.fraction, 4),
         }
 
 

@@ -33,7 +33,8 @@ def test_help_explains_every_option():
     for option in ("--size", "--iterations", "--content-weight", "--style-weight", "--tv-weight", "--style-blend",
                    "--style-scale", "--content-layers", "--style-layers", "--style-layer-weights", "--pooling",
                    "--init", "--init-image", "--optimizer", "--learning-rate", "--seed", "--model", "--weights",
-                   "--device", "--precision", "--preserve-color", "--save-every", "--progress", "--quiet"):
+                   "--device", "--precision", "--preserve-color", "--save-every", "--progress", "--quiet",
+                   "--preset", "--time-budget", "--scales", "--coarse-iterations", "--memory-format"):
         assert option in proc.stdout, option
     top = run_cli("--help")
     assert top.returncode == 0 and "run" in top.stdout and "weights" in top.stdout
@@ -52,6 +53,22 @@ def test_json_progress_stream_and_output(random_weights, small_files, tmp_path):
     assert all(event["total"] == 4 and "total" in event["losses"] for event in progress)
     assert events[-1]["output"] == str(output) and events[-1]["cancelled"] is False
     assert output.is_file() and output.stat().st_size > 0
+
+
+def test_preset_plans_sizes_and_json_reports_them(random_weights, small_files, tmp_path):
+    output = tmp_path / "p.png"
+    proc = run_cli("run", *small_files, "-o", output, "--size", 128, "--preset", "preview", "--scales", 2,
+                   "--coarse-iterations", 3, "-n", 2, "--progress", "json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[0]["total"] == 5
+    progress = [event for event in events if event["event"] == "progress"]
+    assert [(event["scale"], event["size"]) for event in progress] == [(1, "64x48")] * 3 + [(2, "128x96")] * 2
+    fractions = [event["fraction"] for event in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    notices = [event["message"] for event in events if event["event"] == "notice"]
+    assert any(message.startswith("network runs in fp32") or "bf16" in message for message in notices)
+    assert events[-1]["info"]["scales"] == "64x48 128x96"
 
 
 def test_quiet_prints_nothing(random_weights, small_files, tmp_path):
@@ -79,6 +96,9 @@ def test_bad_input_path_exits_2_with_one_line(random_weights, small_files, tmp_p
         (["--size", "4"], "size must be at least 16"),
         (["--style-weight", "x"], "invalid float value"),
         (["--preserve-color", "sepia"], "invalid choice"),
+        (["--preset", "fastest"], "invalid choice"),
+        (["--time-budget", "0"], "time_budget must be"),
+        (["--scales", "0"], "scales must be at least 1"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(random_weights, small_files, tmp_path, args, words):

@@ -144,3 +144,51 @@ def test_an_output_that_cannot_be_written_fails_before_any_step(random_weights, 
     with pytest.raises(InputError, match="JPEG has no alpha channel"):
         stylize_files(rgba, [style], tmp_path / "out.jpg", config=Config(**FAST), plugins=[Listener()])
     assert steps == []
+
+
+class Recorder:
+    from nst_core import hookimpl
+
+    def __init__(self):
+        self.progress, self.notices = [], []
+
+    @hookimpl
+    def nst_progress(self, progress):
+        self.progress.append(progress)
+
+    @hookimpl
+    def nst_notice(self, message):
+        self.notices.append(message)
+
+
+def test_coarse_to_fine_runs_each_size_in_turn(random_weights, small_pair):
+    content, style = small_pair
+    recorder = Recorder()
+    config = Config(size=128, scales=2, coarse_iterations=3, iterations=2, optimizer="adam")
+    result = stylize(content, [style], config=config, plugins=[recorder])
+    assert result.image.shape == (96, 128, 3) and result.steps == 5
+    assert [(p.scale, p.size) for p in recorder.progress] == [(1, "64x48")] * 3 + [(2, "128x96")] * 2
+    assert [p.step for p in recorder.progress] == [1, 2, 3, 4, 5]
+    assert all(p.total == 5 and p.scales == 2 and p.remaining is not None for p in recorder.progress)
+    assert recorder.progress[-1].remaining == 0
+    assert any("64x48 → 128x96" in notice for notice in recorder.notices)
+    assert result.info["scales"] == "64x48 128x96"
+    single = stylize(content, [style], config=config.replace(scales=1, iterations=5))
+    assert not np.array_equal(single.image, result.image)
+
+
+def test_a_spent_time_budget_still_returns_an_image_at_the_output_size(random_weights, small_pair):
+    recorder = Recorder()
+    config = Config(size=128, scales=2, time_budget=0.1, memory_format="contiguous")
+    result = stylize(small_pair[0], [small_pair[1]], config=config, plugins=[recorder])
+    assert result.image.shape == (96, 128, 3)
+    assert result.steps == 1 and not result.cancelled  # one step at 64x48, then no time for 128x96
+    assert any("time budget" in notice and "upscaled from 64x48" in notice for notice in recorder.notices)
+
+
+def test_the_chosen_precision_and_layout_are_reported(random_weights, small_pair):
+    recorder = Recorder()
+    result = stylize(small_pair[0], [small_pair[1]], config=Config(**FAST), plugins=[recorder])
+    assert result.info["precision"] == "fp32" or result.info["precision"] == "bf16"
+    assert result.info["memory_format"] in ("contiguous", "channels_last")
+    assert any(notice.startswith("network runs in ") and "per step" in notice for notice in recorder.notices)

@@ -260,7 +260,11 @@ class ProgressTracker:
             if isinstance(step, (int, float)):
                 self.step = int(step)
             fraction = min(1.0, self.step / self.total) if self.total else None
+            if isinstance(event.get("fraction"), (int, float)):  # by time: later sizes' steps cost more
+                fraction = min(1.0, max(0.0, float(event["fraction"])))
             text = f"{self.label}: step {self.step}/{self.total or '?'}"
+            if isinstance(event.get("scales"), int) and event["scales"] > 1 and event.get("size"):
+                text += f" at {event['size']}"
             if event.get("eta") is not None:
                 text += f", {_seconds(event['eta'])} left"
             return fraction, text
