@@ -7,12 +7,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from pathlib import Path
 
-import numpy as np
+STARTED = time.perf_counter()  # before numpy and torch are imported: start-up counts for peers
+
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from nst_core import hookimpl  # noqa: E402
 
 
 def load_pair(spec: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +52,7 @@ class Snapshots:
         self.overhead = 0.0
         self.taken: list[dict] = []
 
+    @hookimpl
     def nst_intermediate(self, image, progress) -> None:
         began = time.perf_counter()
         every = self.every_final if progress.scale == progress.scales else self.every_coarse
@@ -60,11 +66,10 @@ class Snapshots:
 
 
 def job_nst(spec: dict, out: Path) -> dict:
-    from nst_core import Config, hookimpl, stylize
+    from nst_core import Config, stylize
 
     content, style = load_pair(spec)
     snapshots = Snapshots(out, spec.get("every_coarse", 10), spec.get("every_final", 1))
-    snapshots.nst_intermediate = hookimpl(snapshots.nst_intermediate)
     config = Config(size=spec["size"], save_every=1, weights=spec.get("weights"), **spec.get("config", {}))
     began = time.perf_counter()
     result = stylize(content, [style], config=config, plugins=[snapshots])
@@ -72,7 +77,7 @@ def job_nst(spec: dict, out: Path) -> dict:
     np.save(out / "final.npy", result.image.astype(np.float16))
     snapshots.taken.append({"step": result.steps, "seconds": seconds, "scale": 0, "size": "final",
                             "path": "final.npy", "loss": result.losses.get("total", float("nan"))})
-    return {"seconds": seconds, "steps": result.steps, "info": dict(result.info), "snapshots": snapshots.taken,
+    return {"seconds": seconds, "startup_seconds": began - STARTED, "steps": result.steps, "info": dict(result.info), "snapshots": snapshots.taken,
             "snapshot_overhead": snapshots.overhead}
 
 

@@ -68,7 +68,7 @@ class Config:
     # --- optimization ----------------------------------------------------------------------------
     optimizer: str = "lbfgs"
     #: Steps at the output size; a step is one loss evaluation (one forward and backward pass).
-    iterations: int = 200
+    iterations: int = 50
     #: Sizes optimized at, coarse to fine, each twice the previous side and ending at ``size``
     #: (1: the output size only). See :mod:`nst_core.schedule`.
     scales: int = 1
@@ -198,9 +198,9 @@ def _check_weights(name: str, values: Any) -> tuple[float, ...]:
 #: Speed/quality presets: the settings each changes from :class:`Config`'s defaults, which are
 #: ``balanced``. Chosen by measuring time to quality (see ``benchmarks/`` and the README).
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    "preview": MappingProxyType({"scales": 2, "coarse_iterations": 60, "iterations": 20}),
+    "preview": MappingProxyType({"iterations": 15}),
     "balanced": MappingProxyType({}),
-    "best": MappingProxyType({"scales": 3, "coarse_iterations": 150, "iterations": 200}),
+    "best": MappingProxyType({"iterations": 150}),
 })
 DEFAULT_PRESET = "balanced"
 
