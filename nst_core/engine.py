@@ -25,7 +25,7 @@ from .image import check_save_path, load_image, long_side_size, resize_to, save_
 from .optim import optimize
 from .precision import Choice, time_step
 from .precision import choose as choose_layout
-from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds
+from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget
 from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
 from .records import Progress, Result
 from .weights import infer_model
@@ -155,9 +155,10 @@ class _Run:
         source = getattr(extractor, "source", self.model)
         self.hook.nst_notice(message=f"{self.model} with weights from {source}, on {self.device}")
 
-        stages = plan_stages(out_hw, config)
-        self.choice = self._choose_layout(extractor, stages[0], layers[-1])
+        probe_hw = long_side_size(out_hw, min(max(out_hw), PROBE_SIDE))
+        self.choice = self._choose_layout(extractor, probe_hw, layers[-1])
         self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")
+        stages = plan_stages(out_hw, self._plan_config(out_hw, probe_hw))
         if self.choice.memory_format == "channels_last":
             extractor = extractor.to(memory_format=torch.channels_last)
         if len(stages) > 1:
@@ -282,10 +283,20 @@ class _Run:
 
         return on_step
 
-    def _choose_layout(self, extractor, first: Stage, deepest: str) -> Choice:
-        """Precision and memory format: as configured, or measured (at most :data:`PROBE_SIDE` px)."""
+    def _plan_config(self, out_hw, probe_hw) -> Config:
+        """The config whose plan the run follows: with a small time budget, more sizes."""
         config = self.config
-        probe_hw = long_side_size(first.hw, min(max(first.hw), PROBE_SIDE))
+        if config.time_budget is None or config.scales > 1 or self.choice.step_seconds is None:
+            return config
+        scales = scales_for_budget(
+            out_hw[0] * out_hw[1], config.time_budget,
+            step_seconds=self.choice.step_seconds, step_pixels=probe_hw[0] * probe_hw[1],
+        )
+        return config.replace(scales=scales)
+
+    def _choose_layout(self, extractor, probe_hw: tuple[int, int], deepest: str) -> Choice:
+        """Precision and memory format: as configured, or measured on a ``probe_hw`` image."""
+        config = self.config
         probe_image = torch.rand((1, 3, *probe_hw), generator=torch.Generator().manual_seed(0)).to(self.device)
 
         def probe(precision: str, memory_format: str) -> float:

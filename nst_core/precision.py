@@ -37,6 +37,8 @@ class Choice:
     precision: str
     memory_format: str
     reason: str
+    #: Seconds per step of the chosen setting on the probe image, where it was measured.
+    step_seconds: float | None = None
 
     @property
     def label(self) -> str:
@@ -121,7 +123,8 @@ def choose(
     precision, memory_format = best_name.split("/")
     shown = ", ".join(f"{name} {1000 * seconds:.0f} ms" for name, seconds in timings.items())
     source = "measured" if measured_now else "measured earlier"
-    return Choice(precision, memory_format, reason=f"{evidence}; {source} per step: {shown}")
+    return Choice(precision, memory_format, reason=f"{evidence}; {source} per step: {shown}",
+                  step_seconds=timings[best_name])
 
 
 def machine_key(device: torch.device) -> str:

@@ -19,6 +19,10 @@ from .image import long_side_size
 
 #: Stages whose long side would be smaller than this are left out of the ladder.
 MIN_STAGE_SIDE = 64
+#: With a time budget too small for this many steps at the output size, coarser sizes are
+#: added (see :func:`scales_for_budget`).
+MIN_BUDGET_STEPS = 20
+MAX_BUDGET_SCALES = 4
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,26 @@ def plan_stages(out_hw: tuple[int, int], config: Config) -> tuple[Stage, ...]:
         final = number == len(sides)
         stages.append(Stage(number, hw, config.iterations if final else config.coarse_iterations))
     return tuple(stages)
+
+
+def scales_for_budget(out_pixels: int, seconds: float, *, step_seconds: float, step_pixels: int) -> int:
+    """How many sizes a time-budgeted run needs so that its first size gets enough steps.
+
+    At the output size a step costs about ``step_seconds · out_pixels / step_pixels`` (a step's
+    cost grows with the pixel count). If the budget buys fewer than :data:`MIN_BUDGET_STEPS`
+    there, sizes halving the side are added (up to :data:`MAX_BUDGET_SCALES`) until the
+    coarsest one affords them in its share of the budget (about a third), so that a small
+    budget still gives a styled image, computed small and refined at the output size as time
+    allows.
+    """
+    scales = 1
+    while scales < MAX_BUDGET_SCALES:
+        share = 1.0 if scales == 1 else 1 / 3
+        coarsest_pixels = out_pixels / 4 ** (scales - 1)
+        if seconds * share / (step_seconds * coarsest_pixels / step_pixels) >= MIN_BUDGET_STEPS:
+            break
+        scales += 1
+    return scales
 
 
 class BudgetClock:

@@ -6,7 +6,7 @@ from nst_core import Config
 from nst_core.config import PRESETS, preset_config
 from nst_core.errors import ConfigError
 from nst_core.records import Progress
-from nst_core.schedule import BudgetClock, Stage, plan_stages, remaining_seconds
+from nst_core.schedule import MAX_BUDGET_SCALES, BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget
 
 
 def test_sizes_halve_towards_the_start_and_end_at_the_output():
@@ -94,3 +94,12 @@ def test_progress_fraction_goes_by_time_when_the_time_left_is_known():
     assert by_steps.fraction == 0.5 and by_steps.eta == pytest.approx(5.0)
     assert by_time.fraction == pytest.approx(0.25) and by_time.eta == 15.0
     assert by_time.as_dict()["fraction"] == 0.25
+
+
+def test_a_small_budget_adds_coarser_sizes_until_the_first_gets_enough_steps():
+    # 1 s per step on 256x192; a 1024x768 step then costs about 16 s
+    probe = dict(step_seconds=1.0, step_pixels=256 * 192)
+    assert scales_for_budget(1024 * 768, 16 * 25, **probe) == 1  # 25 full-size steps fit
+    assert scales_for_budget(1024 * 768, 60, **probe) == 3  # 256x192 gets 20 s: 20 steps
+    assert scales_for_budget(1024 * 768, 5, **probe) == MAX_BUDGET_SCALES
+    assert scales_for_budget(256 * 192, 30, **probe) == 1
