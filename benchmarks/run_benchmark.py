@@ -156,7 +156,8 @@ def run_job(kind: str, spec: dict, out: Path) -> dict:
         raise RuntimeError(f"{kind} job failed ({child.returncode}): {stderr[-2000:]}")
     result = json.loads((out / "result.json").read_text())
     result["wall_seconds"] = time.perf_counter() - began
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    # the child's own VmHWM; wait4's ru_maxrss would include this (big) parent's RSS at fork
+    result["peak_rss_mb"] = result.get("own_peak_rss_mb") or usage.ru_maxrss / 1024
     return result
 
 

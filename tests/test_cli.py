@@ -71,6 +71,18 @@ def test_preset_plans_sizes_and_json_reports_them(random_weights, small_files, t
     assert events[-1]["info"]["scales"] == "64x48 128x96"
 
 
+def test_time_budget_run_ends_with_a_result(random_weights, small_files, tmp_path):
+    output = tmp_path / "b.png"
+    proc = run_cli("run", *small_files, "-o", output, "--size", 64, "--time-budget", 8, "--progress", "json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    done = events[-1]
+    assert done["event"] == "done" and done["steps"] >= 1 and not done["cancelled"]
+    assert output.is_file()
+    progress = [event for event in events if event["event"] == "progress"]
+    assert all(event["eta"] is not None and event["eta"] <= 8 for event in progress)
+
+
 def test_quiet_prints_nothing(random_weights, small_files, tmp_path):
     proc = run_cli("run", *small_files, "-o", tmp_path / "q.png", "--size", 32, "-n", 1, "--quiet")
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""

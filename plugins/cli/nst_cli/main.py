@@ -6,13 +6,17 @@ Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 stopped by C
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+import time
+
+STARTED = time.perf_counter()  # a time budget counts from here: start-up and loading included
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -198,7 +202,7 @@ def config_from_args(args: argparse.Namespace):
     return preset_config(
         args.preset,
         **explicit,
-        time_budget=args.time_budget,
+        time_budget=_budget_left(args.time_budget),
         size=args.size or None,
         style_scale=args.style_scale,
         model=args.model,
@@ -225,6 +229,13 @@ def config_from_args(args: argparse.Namespace):
         save_every=args.save_every,
         extra=dict(args.extra),
     )
+
+
+def _budget_left(budget: float | None) -> float | None:
+    """The time budget less what start-up (importing PyTorch, ~2–3 s) has used of it already."""
+    if budget is None or budget <= 0:
+        return budget  # Config reports the bad value
+    return max(0.1, budget - (time.perf_counter() - STARTED))
 
 
 def command_run(args: argparse.Namespace) -> int:
