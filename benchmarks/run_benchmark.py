@@ -266,7 +266,9 @@ def main(argv=None) -> int:
     for name in filter(lambda v: v != "none", args.variants.split(",")):
         variants[f"nst-core {name}"] = {"coarse-to-fine": {"scales": 2, "coarse_iterations": 100, "iterations": 40},
                                         "adam": {"optimizer": "adam", "learning_rate": 0.02}}[name]
-    curves = {f"baseline (L-BFGS, 1 scale, {args.baseline_evaluations} evaluations)": baseline_curve}
+    # the baseline's curve is its own loss, of the unclipped image; its saved (clipped) image
+    # scores higher: the "baseline's final loss" line
+    curves = {f"baseline (L-BFGS, 1 scale, {args.baseline_evaluations} evaluations; own loss, unclipped)": baseline_curve}
     report["nst"] = {}
     for label, changes in variants.items():
         run_dir = out / label.replace(" ", "-")

@@ -27,6 +27,10 @@ Objective = Callable[[torch.Tensor], tuple[torch.Tensor, Mapping[str, torch.Tens
 StepCallback = Callable[[int, Mapping[str, float], Callable[[], torch.Tensor]], bool]
 
 LBFGS_HISTORY = 50
+#: Largest pixel change of L-BFGS's first trial step (pixels in [0, 1]). Measured on
+#: tubingen × starry night at 256 px, total loss after 10/30 steps: 1.40/0.964 with torch's
+#: 1/‖g‖₁ rule, 1.28/0.959 (0.05), 1.20/0.953 (0.2), 1.18/0.951 (0.5), 1.24/0.960 (1.0).
+FIRST_MOVE = 0.5
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,10 @@ def _run_lbfgs(image: torch.Tensor, tracker: _Tracker) -> None:
         x = image.detach().reshape(-1).clone()
         loss, grad = evaluate(x)
         direction = -grad
-        step = min(1.0, 1.0 / max(float(grad.abs().sum()), 1e-30))  # first step: at most unit length
+        # first step: the largest pixel change FIRST_MOVE (in [0, 1] pixel units), whatever the
+        # loss scale; torch's rule (1/‖g‖₁) is so short on a whole image that the line search
+        # spends the first 5–6 evaluations only growing it
+        step = FIRST_MOVE / max(float(grad.abs().max()), 1e-30)
         while True:
             slope = float(grad.dot(direction))
             if slope > -1e-20:  # not a descent direction any more: converged

@@ -68,6 +68,6 @@ def test_nan_loss_is_a_clear_error():
 def test_callback_can_stop_the_run():
     outcome = optimize(
         torch.zeros(1, 3, 4, 4), _quadratic(torch.ones(1, 3, 4, 4), 1.0), optimizer="lbfgs", iterations=100, learning_rate=0.02,
-        on_step=lambda step, losses, best: step >= 4,
+        on_step=lambda step, losses, best: step >= 2,
     )
-    assert outcome.cancelled and outcome.steps == 4
+    assert outcome.cancelled and outcome.steps == 2
