@@ -7,6 +7,8 @@ from PIL import Image
 from nst_core import Config, ConfigError, InputError, stylize, stylize_files
 from nst_core.image import load_image
 
+from .test_plugins import Recorder
+
 FAST = dict(size=32, iterations=5)
 
 
@@ -144,21 +146,6 @@ def test_an_output_that_cannot_be_written_fails_before_any_step(random_weights, 
     with pytest.raises(InputError, match="JPEG has no alpha channel"):
         stylize_files(rgba, [style], tmp_path / "out.jpg", config=Config(**FAST), plugins=[Listener()])
     assert steps == []
-
-
-class Recorder:
-    from nst_core import hookimpl
-
-    def __init__(self):
-        self.progress, self.notices = [], []
-
-    @hookimpl
-    def nst_progress(self, progress):
-        self.progress.append(progress)
-
-    @hookimpl
-    def nst_notice(self, message):
-        self.notices.append(message)
 
 
 def test_coarse_to_fine_runs_each_size_in_turn(random_weights, small_pair):
