@@ -48,27 +48,26 @@ class FakeClock:
         return self.now
 
 
-def test_budget_shares_follow_the_planned_work_and_steps_stop_in_time():
-    stages = (Stage(1, (10, 10), 100), Stage(2, (20, 20), 50))  # work 100·100 and 50·400: shares 1/3, 2/3
+def test_budget_shares_are_equal_and_steps_stop_in_time():
+    stages = (Stage(1, (10, 10), 100), Stage(2, (20, 20), 50))
     clock = FakeClock()
     budget = BudgetClock(30.0, clock.now, stages, clock=clock)
     budget.start_stage(stages[0])
-    assert budget.stage_deadline == pytest.approx(110.0)
+    assert budget.stage_deadline == pytest.approx(115.0)  # half of the 30 s: two stages left
     steps = 0
     while True:
         clock.now += 1.0  # each step takes 1 s
         steps += 1
         if budget.step_done():
             break
-    assert steps == 10  # ten 1-s steps fit in the 10-s share; an 11th would end late
-    assert clock.now + budget.step_seconds > budget.stage_deadline
-    assert budget.affordable(stages[1])  # 4 s per step estimated, 21 s left
+    assert steps == 15  # fifteen 1-s steps fit in the 15-s share; a 16th would end late
+    assert budget.affordable(stages[1])  # set-up + a step: 2 × 1.6 × 4 s = 12.8 s of the 15 s left
     budget.start_stage(stages[1])
     assert budget.step_seconds == pytest.approx(4.0)  # pace scaled by the pixel ratio
     assert budget.stage_deadline == pytest.approx(130.0)  # the last stage gets all that is left
-    clock.now = 128.0
-    assert not budget.affordable(Stage(3, (40, 40), 10))  # 16 s estimated, 2 s left
-    assert budget.left() == pytest.approx(2.0)
+    clock.now = 120.0
+    assert not budget.affordable(Stage(3, (40, 40), 10))  # 2 × 1.6 × 16 s estimated, 10 s left
+    assert budget.left() == pytest.approx(10.0)
 
 
 def test_a_budget_already_spent_still_allows_the_first_step_only():
