@@ -74,8 +74,9 @@ class Config:
     scales: int = 1
     #: Steps at each size before the last.
     coarse_iterations: int = 100
-    #: Seconds the whole run may take; the steps of each size are then planned to end in time
-    #: (``iterations`` and ``coarse_iterations`` only set the proportions). ``None``: no limit.
+    #: Seconds the whole run may take: each size then runs for an equal share of the time left
+    #: instead of a step count, and a small budget adds coarser sizes (see
+    #: :mod:`nst_core.schedule`). ``None``: no limit.
     time_budget: float | None = None
     #: Adam's initial learning rate, in units of the [0, 1] pixel range.
     learning_rate: float = 0.02

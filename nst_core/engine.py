@@ -25,7 +25,7 @@ from .image import check_save_path, load_image, long_side_size, resize_to, save_
 from .optim import optimize
 from .precision import Choice, time_step
 from .precision import choose as choose_layout
-from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget
+from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget, size_label
 from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
 from .records import Progress, Result
 from .weights import infer_model
@@ -174,7 +174,7 @@ class _Run:
             if budget and image is not None and not budget.affordable(stage):
                 self.hook.nst_notice(
                     message=f"time budget: no time for a step at {stage.label}; the result is upscaled "
-                    f"from {outcome_label(image)}"
+                    f"from {size_label(tuple(image.shape))}"
                 )
                 break
             content_tensor = to_tensor(resize_to(content_for_run, stage.hw), self.device)
@@ -351,7 +351,3 @@ def upscale(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         return image
     resized = torch.nn.functional.interpolate(image, size=tuple(hw), mode="bicubic", align_corners=False)
     return resized.clamp_(0.0, 1.0)
-
-
-def outcome_label(image: torch.Tensor) -> str:
-    return f"{image.shape[-1]}x{image.shape[-2]}"

@@ -34,7 +34,8 @@ class Stage:
     number: int
     #: ``(height, width)`` optimized at.
     hw: tuple[int, int]
-    #: Steps to take (with a time budget: at most this many, see :class:`BudgetClock`).
+    #: Steps to take (with a time budget the stage runs until its share of the time is used,
+    #: see :class:`BudgetClock`; Adam's learning rate still decays over this many).
     iterations: int
 
     @property
@@ -43,7 +44,12 @@ class Stage:
 
     @property
     def label(self) -> str:
-        return f"{self.hw[1]}x{self.hw[0]}"
+        return size_label(self.hw)
+
+
+def size_label(hw: tuple[int, ...]) -> str:
+    """``WIDTHxHEIGHT`` of an ``(…, height, width)`` shape."""
+    return f"{hw[-1]}x{hw[-2]}"
 
 
 def plan_stages(out_hw: tuple[int, int], config: Config) -> tuple[Stage, ...]:
@@ -94,8 +100,6 @@ class BudgetClock:
     """
 
     def __init__(self, seconds: float, started: float, stages: tuple[Stage, ...], clock=time.perf_counter):
-        self.seconds = seconds
-        self.started = started
         self.stages = stages
         self.clock = clock
         self.deadline = started + seconds
