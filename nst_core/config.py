@@ -28,6 +28,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 #: How colour methods match one image's colours to another's (see :mod:`nst_core.color`).
 COLOR_MATCHES = ("chol", "pca", "sym", "histogram")
+#: The smallest memory budget a run accepts (bytes): the network itself needs about this much.
+MIN_MEMORY = 64 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +104,10 @@ class Config:
     precision: str = "auto"
     #: Network memory layout: ``auto`` (measured), ``contiguous`` or ``channels_last``.
     memory_format: str = "auto"
+    #: Bytes of memory the run may use (RAM on a CPU, GPU memory on CUDA); a size that does not
+    #: fit is processed as overlapping tiles (see :mod:`nst_core.tiling`). ``None``: a safe share
+    #: of the memory available when the run starts.
+    max_memory: int | None = None
 
     # --- reporting -------------------------------------------------------------------------------
     #: Report the current best image through ``nst_intermediate`` every N steps (0: never).
@@ -118,6 +124,7 @@ class Config:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
         _check_int("scales", self.scales, minimum=1)
+        _check_int("max_memory", self.max_memory, minimum=MIN_MEMORY, optional=True)
         _check_int("coarse_iterations", self.coarse_iterations, minimum=1)
         if self.time_budget is not None:
             _check_float("time_budget", self.time_budget, minimum=0.1)

@@ -35,6 +35,22 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _bytes(text: str) -> int:
+    """``4G``, ``800M``, ``1.5GB``, ``123456`` → bytes (binary units)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in _UNITS and cleaned[-1:] else (cleaned, "")
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a size such as 4G, 800M or 1.5GB, got {text!r}")
+    return int(value)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -157,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="network precision; auto uses bf16 only where the hardware has fast bf16 (AMX, "
                          "AVX512-BF16, recent GPUs) and a short measurement confirms it, else fp32 "
                          f"(default {defaults.precision})")
+    hw.add_argument("--max-memory", type=_bytes, metavar="SIZE",
+                    help="memory the run may use, e.g. 4G or 800M; larger images are then processed in "
+                         "overlapping tiles (default: a safe share of the free RAM or GPU memory)")
     hw.add_argument("--memory-format", choices=MEMORY_FORMATS, default=defaults.memory_format,
                     help="network memory layout; auto measures which is faster here (default auto)")
 
@@ -226,6 +245,7 @@ def config_from_args(args: argparse.Namespace):
         device=args.device,
         precision=args.precision,
         memory_format=args.memory_format,
+        max_memory=args.max_memory,
         save_every=args.save_every,
         extra=dict(args.extra),
     )
