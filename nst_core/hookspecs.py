@@ -103,6 +103,20 @@ def nst_register_init_methods(register: Callable[[str, Any], None]) -> None:
     """
 
 
+@hookspec
+def nst_register_fast_model_folders(register: Callable[[str, Any], None]) -> None:
+    """Register folders that hold fast-style models (``*.nst`` files, see :mod:`nst_core.fast`).
+
+    :param register:
+        Call ``register(name, folder)`` with a path (``str`` or ``os.PathLike``); the folder need
+        not exist yet.
+
+    Called whenever the registries are built. The built-in ``user`` folder is nst-core's cache's
+    ``models`` folder. Front ends list the models of every folder
+    (:func:`nst_core.fast.list_models`) and find one by name (:func:`nst_core.fast.find_model`).
+    """
+
+
 # -------------------------------------------------------------------------------------------------
 # Run hooks
 # -------------------------------------------------------------------------------------------------
@@ -121,6 +135,9 @@ def nst_notice(message: str) -> None:
 @hookspec
 def nst_progress(progress: Progress) -> None:
     """Receive a :class:`nst_core.records.Progress` record after each optimization step.
+
+    Fast-style training (:func:`nst_core.fast.train`) reports its steps here too, with
+    ``progress.stage == "train"``.
 
     :param progress: Step number, total steps, current losses and elapsed seconds.
 

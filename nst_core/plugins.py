@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "nst_core.losses",
     "nst_core.color",
     "nst_core.init_methods",
+    "nst_core.fast.folders",
 )
 
 _manager: pluggy.PluginManager | None = None
@@ -35,6 +36,8 @@ class Registries:
     losses: Registry[Any]
     color_methods: Registry[ColorMethod]
     init_methods: Registry[Any]
+    #: Folders of fast-style models (``nst_register_fast_model_folders``).
+    model_folders: Registry[Any]
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -72,11 +75,13 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
             "an object with prepare() and finish()",
         ),
         init_methods=Registry("init method", callable, "a function"),
+        model_folders=Registry("fast model folder", lambda x: isinstance(x, (str, os.PathLike)), "a path"),
     )
     pm.hook.nst_register_feature_extractors(register=registries.extractors.register)
     pm.hook.nst_register_losses(register=registries.losses.register)
     pm.hook.nst_register_color_methods(register=registries.color_methods.register)
     pm.hook.nst_register_init_methods(register=registries.init_methods.register)
+    pm.hook.nst_register_fast_model_folders(register=registries.model_folders.register)
     return registries
 
 

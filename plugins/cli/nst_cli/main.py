@@ -1,5 +1,9 @@
 """The ``nst-core`` command: files in, files out.
 
+Subcommands: ``run`` (stylize: by optimization with style images, or with a trained fast-style
+model; one file or a batch), ``train`` (train a fast-style model), ``models`` (list fast-style
+models), ``weights`` and ``gimp``.
+
 Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 stopped by Ctrl-C (SIGINT),
 143 stopped by SIGTERM (the best image so far is written in both cases).
 """
@@ -62,6 +66,24 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+RUN_DESCRIPTION = """\
+Paint CONTENT in the style of STYLE (several styles are blended), or with a trained fast-style model.
+
+Which positionals are photos:
+  nst-core run CONTENT STYLE... -o OUT              the first is the content, the rest are styles
+  nst-core run FOLDER STYLE... --out-dir DIR        every image in FOLDER, the rest are styles
+  nst-core run CONTENT... --style STYLE --out-dir DIR    with --style: every positional is a content
+  nst-core run CONTENT... --fast-model MODEL --out-dir DIR   with --fast-model: every positional is a content
+A content may be a file or a folder of images. One content file writes -o OUT; several, or a folder,
+write DIR/NAME.png (--out-dir, --out-format); existing results are replaced, inputs never.
+
+examples:
+  nst-core run photo.jpg starry_night.jpg -o out.png --size 512
+  nst-core run photo.jpg --fast-model starry_night -o out.png
+  nst-core run frames/ --fast-model starry.nst --out-dir styled/ --out-format jpg
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nst_core import __version__
     from nst_core.config import (
@@ -90,18 +112,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="stylize a photo with one or more paintings",
-        description="Paint CONTENT in the style of STYLE (several styles are blended).",
-        epilog="example: nst-core run photo.jpg starry_night.jpg -o out.png --size 512",
+        help="stylize photos with paintings (optimization) or a trained fast-style model",
+        description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("content", metavar="CONTENT", help="the photo to stylize")
-    run.add_argument("styles", metavar="STYLE", nargs="+", help="painting(s) whose style to use")
-    run.add_argument("-o", "--output", required=True, metavar="OUT",
+    run.add_argument("content", metavar="CONTENT", help="the photo to stylize, or a folder of photos")
+    run.add_argument("styles", metavar="STYLE", nargs="*",
+                     help="painting(s) whose style to use; with --style or --fast-model: more CONTENTs")
+    run.add_argument("-o", "--output", metavar="OUT",
                      help="where to write the result (.png, .jpg, .tif, .webp, .bmp); never an input file")
+    batch = run.add_argument_group("method and batch")
+    batch.add_argument("--fast-model", metavar="MODEL",
+                       help="stylize with a trained fast-style model (a .nst file, or the name of one in the "
+                            "models folders, see 'nst-core models list') in one network pass, instead of "
+                            "optimizing; every positional is then a content")
+    batch.add_argument("--style", dest="style_files", action="append", default=[], metavar="STYLE",
+                       help="a style image (repeatable); every positional is then a content")
+    batch.add_argument("--out-dir", metavar="DIR",
+                       help="write each content's result as DIR/NAME.FORMAT (made if missing); for several "
+                            "contents or a folder")
+    batch.add_argument("--out-format", default="png", choices=("png", "jpg", "tif", "webp", "bmp"),
+                       help="file type of the results in --out-dir (default png)")
 
     size = run.add_argument_group("size")
-    size.add_argument("--size", type=int, default=defaults.size, metavar="PX",
-                      help=f"long side of the output in pixels, 0 for the photo's own size (default {defaults.size})")
+    size.add_argument("--size", type=int, metavar="PX",
+                      help="long side of the output in pixels, 0 for the photo's own size "
+                           f"(default {defaults.size}; with --fast-model the photo's own size)")
     size.add_argument("--style-scale", type=float, default=defaults.style_scale, metavar="X",
                       help="size of the style image relative to the output; smaller gives finer brush strokes "
                            f"(default {defaults.style_scale})")
@@ -174,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "AVX512-BF16, recent GPUs) and a short measurement confirms it, else fp32 "
                          f"(default {defaults.precision})")
     hw.add_argument("--max-memory", type=_bytes, metavar="SIZE",
-                    help="memory the run may use, e.g. 4G or 800M; larger images are then processed in "
-                         "overlapping tiles (default: a safe share of the free RAM or GPU memory)")
+                    help="memory the run may use besides PyTorch and the network (~0.7 GB), e.g. 4G or 800M; "
+                         "larger images are computed in overlapping tiles (default: half the free RAM, at most "
+                         "4.5G, or half the free GPU memory)")
     hw.add_argument("--memory-format", choices=MEMORY_FORMATS, default=defaults.memory_format,
                     help="network memory layout; auto measures which is faster here (default auto)")
 
@@ -188,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--set", dest="extra", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="a setting for a third-party plugin (repeatable)")
     out.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+    _add_train_parser(commands, registries)
+    models = commands.add_parser("models", help="list fast-style models",
+                                 description="Fast-style models (.nst) in the models folders; "
+                                             "'nst-core run --fast-model NAME' uses one by name.")
+    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=OneLineParser)
+    models_commands.required = True
+    listing = models_commands.add_parser("list", help="show the models folders and the models in them")
+    listing.add_argument("--json", action="store_true", help="one JSON object per model on stdout, for programs")
+    for sub in (models, listing):
+        sub.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
     weights = commands.add_parser("weights", help="manage network weights",
                                   description="List or import VGG weights files (for offline use).")
@@ -222,7 +270,7 @@ def config_from_args(args: argparse.Namespace):
         args.preset,
         **explicit,
         time_budget=_budget_left(args.time_budget),
-        size=args.size or None,
+        size=_size_of(args),
         style_scale=args.style_scale,
         model=args.model,
         weights=args.weights,
@@ -251,6 +299,15 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _size_of(args: argparse.Namespace) -> int | None:
+    """``--size``: 0 is the photo's size; left out, 512 (optimization) or the photo's size (fast)."""
+    if args.size is None:
+        from nst_core.config import Config
+
+        return None if getattr(args, "fast_model", None) else Config().size
+    return args.size or None
+
+
 def _budget_left(budget: float | None) -> float | None:
     """The time budget less what start-up (importing PyTorch, ~2–3 s) has used of it already."""
     if budget is None or budget <= 0:
@@ -258,49 +315,281 @@ def _budget_left(budget: float | None) -> float | None:
     return max(0.1, budget - (time.perf_counter() - STARTED))
 
 
+def _add_train_parser(commands: Any, registries: Any) -> None:
+    from nst_core.config import PRECISIONS
+    from nst_core.fast import DEFAULT_SHAPE, TrainingSettings, training_config
+
+    defaults, settings = training_config(), TrainingSettings()
+    train = commands.add_parser(
+        "train",
+        help="train a fast-style model for one painting (then: nst-core run PHOTO --fast-model NAME)",
+        description="Train an image-transformation network (Johnson et al. 2016) to paint any photo in the style "
+                    "of STYLE in one pass, on random crops of the photos in --images, with the same content, "
+                    "style and smoothness losses as 'nst-core run'. The model file is rewritten every "
+                    "--checkpoint-every steps and when stopped (Ctrl-C); --resume continues it.",
+        epilog="example: nst-core train starry_night.jpg --images photos/ --steps 2000 "
+               "(writes starry_night.nst into the models folder; see 'nst-core models list')",
+    )
+    train.add_argument("style", metavar="STYLE", help="the painting whose style to learn")
+    train.add_argument("--images", required=True, metavar="DIR", help="folder of photos to train on (jpg, png, ...)")
+    train.add_argument("-o", "--output", metavar="MODEL",
+                       help="model file to write (default: the models folder's STYLE.nst); never an input file")
+    train.add_argument("--name", metavar="NAME", help="style name stored in the model (default: STYLE's file name)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the training stored in MODEL (its settings) up to --steps")
+    plan = train.add_argument_group("training")
+    plan.add_argument("--steps", type=int, default=settings.steps, metavar="N",
+                      help=f"steps to reach in all (default {settings.steps})")
+    plan.add_argument("--batch-size", type=int, default=settings.batch_size, metavar="N",
+                      help=f"random crops per step (default {settings.batch_size})")
+    plan.add_argument("--crop-size", type=int, default=settings.crop_size, metavar="PX",
+                      help=f"side of the square crops (default {settings.crop_size})")
+    plan.add_argument("--style-size", type=int, default=settings.style_size, metavar="PX",
+                      help=f"long side of the style image; larger gives larger brush strokes (default {settings.style_size})")
+    plan.add_argument("--learning-rate", type=float, default=settings.learning_rate, metavar="LR",
+                      help=f"Adam's learning rate (default {settings.learning_rate:g})")
+    plan.add_argument("--checkpoint-every", type=int, default=settings.checkpoint_every, metavar="N",
+                      help=f"rewrite the model file every N steps, 0: only at the end (default {settings.checkpoint_every})")
+    plan.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
+    plan.add_argument("--channels", type=_ints, default=DEFAULT_SHAPE.channels, metavar="C1,C2,C3",
+                      help="network width at full, half and quarter size; wider is slower to apply "
+                           f"(default {','.join(map(str, DEFAULT_SHAPE.channels))}; Johnson's: 32,64,128)")
+    plan.add_argument("--residual-blocks", type=int, default=DEFAULT_SHAPE.residual_blocks, metavar="N",
+                      help=f"residual blocks (default {DEFAULT_SHAPE.residual_blocks})")
+    look = train.add_argument_group("losses")
+    look.add_argument("--style-weight", type=float, default=defaults.style_weight, metavar="W",
+                      help=f"how strongly to apply the style (default {defaults.style_weight:g})")
+    look.add_argument("--content-weight", type=float, default=defaults.content_weight, metavar="W",
+                      help=f"how closely to keep the photo's shapes (default {defaults.content_weight:g})")
+    look.add_argument("--tv-weight", type=float, default=defaults.tv_weight, metavar="W",
+                      help=f"smoothing against pixel noise (default {defaults.tv_weight:g})")
+    look.add_argument("--model", choices=registries.extractors.names(), default=defaults.model,
+                      help=f"loss network (default {defaults.model}, as Johnson et al.)")
+    look.add_argument("--weights", metavar="PATH", help="weights file of the loss network (as for 'run')")
+    look.add_argument("--content-layers", type=_names, default=defaults.content_layers, metavar="L,L",
+                      help=f"content layers (default {','.join(defaults.content_layers)})")
+    look.add_argument("--style-layers", type=_names, default=defaults.style_layers, metavar="L,L",
+                      help=f"style layers (default {','.join(defaults.style_layers)})")
+    hw = train.add_argument_group("hardware and output")
+    hw.add_argument("--device", default=defaults.device, help="auto (a CUDA GPU when present, default), cpu, cuda ...")
+    hw.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                    help="network precision; auto uses bf16 only where the hardware has fast bf16 and a "
+                         "measurement confirms it, else fp32 (default auto)")
+    hw.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
+                    help="auto: a bar on a terminal; json: one JSON object per line on stdout")
+    hw.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    hw.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _progress_mode(args: argparse.Namespace) -> str:
+    mode = "none" if args.quiet else args.progress
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "none"
+    return mode
+
+
+class _Signals:
+    """SIGINT/SIGTERM ask the canceller to stop (a second signal stops at once) within a block."""
+
+    def __init__(self, canceller: Any) -> None:
+        self.canceller = canceller
+        self.previous: dict = {}
+
+    def __enter__(self) -> "_Signals":
+        def request_stop(signum: int, frame: Any) -> None:
+            if self.canceller.requested is not None:
+                raise KeyboardInterrupt
+            self.canceller.requested = signum
+
+        self.previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """``(content, output)`` pairs and the style files of a ``run`` command line, checked.
+
+    Raises :class:`nst_core.errors.InputError` for an ambiguous or impossible batch: no style,
+    ``-o`` with several contents, both or neither of ``-o`` and ``--out-dir``, two contents with
+    the same name, an output that is an input.
+    """
+    from nst_core.errors import InputError
+    from nst_core.image import check_save_path
+
+    positionals = [Path(args.content), *map(Path, args.styles)]
+    if args.fast_model and args.style_files:
+        raise InputError("--fast-model and --style are two methods; use one")
+    if args.fast_model or args.style_files:
+        content_args, styles = positionals, [Path(p) for p in args.style_files]
+    else:
+        content_args, styles = positionals[:1], positionals[1:]
+        if not styles:
+            raise InputError("no style: give STYLE after CONTENT, --style STYLE, or --fast-model MODEL")
+    contents: list[Path] = []
+    for item in content_args:
+        contents += _images_in(item) if item.is_dir() else [item]
+    if args.output and args.out_dir:
+        raise InputError("give -o OUT (one content) or --out-dir DIR (several), not both")
+    if not args.output and not args.out_dir:
+        raise InputError("no output: give -o OUT, or --out-dir DIR for several contents or a folder")
+    if args.output:
+        if len(contents) != 1 or any(item.is_dir() for item in content_args):
+            raise InputError(f"-o writes one file, but there are {len(contents)} contents; use --out-dir DIR")
+        jobs = [(contents[0], Path(args.output))]
+    else:
+        out_dir = Path(args.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"--out-dir '{out_dir}' is not a folder")
+        names: dict[str, Path] = {}
+        for content in contents:
+            if content.stem in names:
+                raise InputError(f"two contents would write the same result '{content.stem}.{args.out_format}': "
+                                 f"'{names[content.stem]}' and '{content}'; rename one")
+            names[content.stem] = content
+        out_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [(content, out_dir / f"{content.stem}.{args.out_format}") for content in contents]
+    protect = [*contents, *styles] + ([Path(args.fast_model)] if args.fast_model else [])
+    for _, output in jobs:  # fail before any work, not after the first file
+        check_save_path(output, protect=protect)
+    return jobs, styles
+
+
+def _images_in(folder: Path) -> list[Path]:
+    from nst_core.errors import InputError
+    from nst_core.fast.training import PHOTO_SUFFIXES
+
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    if not images:
+        raise InputError(f"folder '{folder}' holds no images ({', '.join(PHOTO_SUFFIXES)})")
+    return images
+
+
 def command_run(args: argparse.Namespace) -> int:
     from nst_core import stylize_files
+    from nst_core.fast import find_model, load_model, stylize_fast_files
 
     from .reporters import BarReporter, Canceller, JsonReporter, SnapshotWriter, emit_json
 
     config = config_from_args(args)
-    mode = "none" if args.quiet else args.progress
-    if mode == "auto":
-        mode = "bar" if sys.stderr.isatty() else "none"
-    output = Path(args.output)
-    inputs = [Path(args.content), *map(Path, args.styles)]
+    mode = _progress_mode(args)
+    jobs, styles = run_jobs(args)
+    fast_model = None
+    if args.fast_model:
+        from nst_core.engine import resolve_device
+
+        fast_model = load_model(find_model(args.fast_model), device=resolve_device(config.device))
+    canceller = Canceller()
+    listeners: list[Any] = [canceller]
+    if mode == "bar":
+        listeners.append(BarReporter())
+    elif mode == "json":
+        listeners.append(JsonReporter())
+    total = 1 if fast_model else config.iterations + (config.scales - 1) * config.coarse_iterations
+    count = len(jobs)
+    with _Signals(canceller):
+        for index, (content, output) in enumerate(jobs, 1):
+            if canceller.requested is not None:
+                break
+            batch_fields = {"index": index, "count": count} if count > 1 else {}
+            if mode == "json":
+                emit_json(sys.stdout, "start", total=total, content=str(content),
+                          styles=[str(s) for s in styles], output=str(output),
+                          **({"fast_model": str(fast_model.path)} if fast_model else {}), **batch_fields)
+            plugins = list(listeners)
+            if config.save_every and not fast_model:
+                plugins.append(SnapshotWriter(output, [content, *styles]))
+            if fast_model:
+                result = stylize_fast_files(content, fast_model, output, config=config, plugins=plugins)
+            else:
+                result = stylize_files(content, styles, output, config=config, plugins=plugins)
+            if mode == "json":
+                emit_json(sys.stdout, "done", output=str(output), steps=result.steps, best_step=result.best_step,
+                          cancelled=result.cancelled, elapsed=round(result.elapsed, 3), losses=dict(result.losses),
+                          info=dict(result.info), **batch_fields)
+            elif mode == "bar":
+                state = "stopped early" if result.cancelled else "done"
+                where = f" [{index}/{count}]" if count > 1 else ""
+                how = "" if fast_model else f"{result.steps} steps, "
+                print(f"{state}{where}: wrote {output} ({how}{result.elapsed:.1f} s)", file=sys.stderr)
+    if canceller.requested is not None:
+        return 128 + canceller.requested
+    return EXIT_OK
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from nst_core.fast import NetworkShape, TrainingSettings, default_models_folder, train_files, training_config
+    from nst_core.errors import ConfigError
+
+    from .reporters import BarReporter, Canceller, JsonReporter, emit_json
+
+    try:
+        shape = NetworkShape(channels=args.channels, residual_blocks=args.residual_blocks)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    settings = TrainingSettings(
+        steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size, style_size=args.style_size,
+        learning_rate=args.learning_rate, checkpoint_every=args.checkpoint_every, network=shape,
+    )
+    config = training_config(
+        model=args.model, weights=args.weights, content_layers=args.content_layers, style_layers=args.style_layers,
+        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+        seed=args.seed, device=args.device, precision=args.precision,
+    )
+    output = Path(args.output) if args.output else default_models_folder() / f"{Path(args.style).stem}.nst"
+    if not args.output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    mode = _progress_mode(args)
     canceller = Canceller()
     plugins: list[Any] = [canceller]
     if mode == "bar":
         plugins.append(BarReporter())
     elif mode == "json":
         plugins.append(JsonReporter())
-        total = config.iterations + (config.scales - 1) * config.coarse_iterations
-        emit_json(sys.stdout, "start", total=total, content=args.content,
-                  styles=args.styles, output=str(output))
-    if config.save_every:
-        plugins.append(SnapshotWriter(output, inputs))
-
-    def request_stop(signum: int, frame: Any) -> None:
-        if canceller.requested is not None:  # a second signal: stop at once
-            raise KeyboardInterrupt
-        canceller.requested = signum
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        result = stylize_files(args.content, args.styles, output, config=config, plugins=plugins)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        emit_json(sys.stdout, "start", total=settings.steps, style=args.style, images=args.images, output=str(output))
+    with _Signals(canceller):
+        result = train_files(args.style, args.images, output, config=config, settings=settings, resume=args.resume,
+                             style_name=args.name, plugins=plugins)
     if mode == "json":
-        emit_json(sys.stdout, "done", output=str(output), steps=result.steps, best_step=result.best_step,
-                  cancelled=result.cancelled, elapsed=round(result.elapsed, 3), losses=dict(result.losses),
-                  info=dict(result.info))
+        emit_json(sys.stdout, "done", output=str(output), steps=result.steps, cancelled=result.cancelled,
+                  elapsed=round(result.elapsed, 3), losses=dict(result.losses), first_loss=result.first_loss,
+                  last_loss=result.last_loss, info=dict(result.info))
     elif mode == "bar":
-        state = "stopped early" if result.cancelled else "done"
-        print(f"{state}: wrote {output} ({result.steps} steps, {result.elapsed:.1f} s)", file=sys.stderr)
+        state = "stopped, checkpoint written" if result.cancelled else "done"
+        print(f"{state}: wrote {output} ({result.steps} steps, {result.elapsed:.0f} s; loss "
+              f"{result.first_loss:.3g} -> {result.last_loss:.3g})", file=sys.stderr)
     if canceller.requested is not None:
         return 128 + canceller.requested
+    return EXIT_OK
+
+
+def command_models(args: argparse.Namespace) -> int:
+    import json
+
+    from nst_core.fast import list_models, model_folders
+
+    models = list_models()
+    if args.json:
+        for info in models:
+            print(json.dumps({"name": info.name, "path": str(info.path), "style": info.style_name,
+                              "steps": info.step, "problem": info.problem}))
+        return EXIT_OK
+    for folder in model_folders():
+        print(f"folder: {folder}{'' if folder.is_dir() else ' (not made yet)'}")
+    for info in models:
+        state = f"unusable: {info.problem}" if info.problem else f"{info.style_name}, {info.step} steps"
+        print(f"  {info.name}: {state} ({info.path})")
+    if not models:
+        print("no fast-style models yet; train one with 'nst-core train STYLE --images DIR'")
     return EXIT_OK
 
 
@@ -366,6 +655,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return command_run(args)
+        if args.command == "train":
+            return command_train(args)
+        if args.command == "models":
+            return command_models(args)
         if args.command == "weights":
             return command_weights(args)
         if args.command == "gimp":
