@@ -28,8 +28,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 #: How colour methods match one image's colours to another's (see :mod:`nst_core.color`).
 COLOR_MATCHES = ("chol", "pca", "sym", "histogram")
-#: The smallest memory budget a run accepts (bytes): the network itself needs about this much.
-MIN_MEMORY = 64 * 2**20
+#: The smallest memory budget a run accepts (bytes).
+MIN_MEMORY = 16 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,9 +104,10 @@ class Config:
     precision: str = "auto"
     #: Network memory layout: ``auto`` (measured), ``contiguous`` or ``channels_last``.
     memory_format: str = "auto"
-    #: Bytes of memory the run may use (RAM on a CPU, GPU memory on CUDA); a size that does not
-    #: fit is processed as overlapping tiles (see :mod:`nst_core.tiling`). ``None``: a safe share
-    #: of the memory available when the run starts.
+    #: Bytes of memory the run's work may use (RAM on a CPU, GPU memory on CUDA), besides PyTorch
+    #: and the network (about 0.7 GB on a CPU); a size that does not fit is computed in tiles
+    #: (see :mod:`nst_core.tiling`). ``None``: half the memory available when the run starts,
+    #: on a CPU at most 4.5 GiB.
     max_memory: int | None = None
 
     # --- reporting -------------------------------------------------------------------------------

@@ -22,10 +22,12 @@ from .config import Config
 from .errors import ConfigError, InputError
 from .features import check_layers
 from .image import check_save_path, load_image, long_side_size, resize_to, save_image, to_array, to_tensor
-from .optim import optimize
+from .memory import MemoryPlan, NetworkCost, default_budget, measure_network, plan_memory
+from .optim import LBFGS_HISTORY, StopOptimization, optimize
 from .precision import Choice, time_step
 from .precision import choose as choose_layout
 from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget, size_label
+from .tiling import TiledEvaluator, check_tileable
 from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
 from .records import Progress, Result
 from .weights import infer_model
@@ -132,6 +134,7 @@ class _Run:
             raise ConfigError("every loss weight is zero: nothing to optimize")
         self.device = resolve_device(config.device)
         self.cancel_requested = False
+        self.budget: BudgetClock | None = None
         self.choice = Choice(config.precision, config.memory_format, reason="as configured")
 
     def execute(self, content: np.ndarray, styles: list[np.ndarray]) -> Result:
@@ -166,10 +169,14 @@ class _Run:
             self.hook.nst_notice(message=f"coarse to fine: {sizes}")
 
         budget = BudgetClock(config.time_budget, self.started, stages) if config.time_budget else None
+        self.budget = budget
+        cost = measure_network(extractor, self._content_target_layers(), self.device)
+        memory_budget = config.max_memory or default_budget(self.device)
         generator = torch.Generator().manual_seed(config.seed)
         image: torch.Tensor | None = None
-        steps_done, cancelled = 0, False
-        outcome = None
+        steps_done, best_step, cancelled = 0, 0, False
+        best_losses: Mapping[str, float] = {}
+        tiling = "none"
         for stage in stages:
             if budget and image is not None and not budget.affordable(stage):
                 self.hook.nst_notice(
@@ -177,34 +184,45 @@ class _Run:
                     f"from {size_label(tuple(image.shape))}"
                 )
                 break
+            history = min(LBFGS_HISTORY, stage.iterations)
+            plan = plan_memory(stage.hw, out_hw, budget=memory_budget, cost=cost, history=history)
+            reporter = _StageReporter(self, stages, stage, steps_done, finish=lambda best: self._finish(
+                best, out_hw, content, color_state))
+            tiles = self._tiles_for(extractor, plan, cost, stage, memory_budget, reporter) if plan.tiled else None
+            if tiles is not None:
+                tiling = f"{plan.core}px tiles + {plan.halo}px halo"
             content_tensor = to_tensor(resize_to(content_for_run, stage.hw), self.device)
-            self._set_targets(extractor, content_tensor, styles_for_run, stage, blend)
+            self._set_targets(extractor, content_tensor, styles_for_run, stage, blend, tiles=tiles,
+                              style_tiles=self._style_tiles(extractor, cost, stage, memory_budget, out_hw))
             if image is None:
                 start = self.init(content=content_tensor, config=config, generator=generator)
             else:
                 start = upscale(image, stage.hw)
+            del content_tensor
             if budget:
                 budget.start_stage(stage)
-            objective = self._objective(extractor)
-            on_step = self._step_reporter(stages, stage, steps_done, budget, out_hw, content, color_state)
+            objective = tiles.objective(self.terms) if tiles is not None else self._objective(extractor)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed + stage.number - 1)
                 iterations = stage.iterations if budget is None else 10**9
                 outcome = optimize(
                     start, objective, optimizer=config.optimizer, iterations=iterations,
-                    learning_rate=config.learning_rate, on_step=on_step, horizon=stage.iterations,
+                    learning_rate=config.learning_rate, on_step=reporter.on_step, horizon=stage.iterations,
+                    history=plan.history,
                 )
-            best_step = steps_done + outcome.best_step
+            del start, objective
+            if outcome.steps:
+                best_step, best_losses = steps_done + outcome.best_step, outcome.best_losses
             steps_done += outcome.steps
             image = outcome.best_image
             if self.cancel_requested:
                 cancelled = True
                 break
 
-        assert outcome is not None and image is not None
+        assert image is not None
         result = Result(
             image=self._finish(image, out_hw, content, color_state),
-            losses=outcome.best_losses,
+            losses=best_losses,
             steps=steps_done,
             best_step=best_step,
             elapsed=time.perf_counter() - self.started,
@@ -217,25 +235,75 @@ class _Run:
                 "memory_format": self.choice.memory_format,
                 "size": f"{out_hw[1]}x{out_hw[0]}",
                 "scales": " ".join(stage.label for stage in stages),
+                "tiling": tiling,
+                "max_memory": str(memory_budget),
             },
         )
         self.hook.nst_result(result=result)
         return result
 
-    def _set_targets(self, extractor, content_tensor, styles_for_run, stage: Stage, blend) -> None:
-        """Content and style targets at ``stage``'s size (the style keeps its size ratio)."""
+    def _set_targets(self, extractor, content_tensor, styles_for_run, stage: Stage, blend, *, tiles, style_tiles) -> None:
+        """Content and style targets at ``stage``'s size (the style keeps its size ratio).
+
+        With ``tiles`` the content features are assembled from tiles; with ``style_tiles`` the
+        style images' statistics are summed over tiles (a style image as large as the stage).
+        """
         style_side = max(16, round(max(stage.hw) * self.config.style_scale))
+        style_tensors = (
+            to_tensor(resize_to(s, long_side_size(s.shape[:2], style_side)), self.device) for s in styles_for_run
+        )
         with torch.no_grad(), self._autocast():
-            content_features = extractor(self._layout(content_tensor))
+            if tiles is not None:
+                content_features = tiles.whole_maps(content_tensor, self._content_target_layers())
+            else:
+                content_features = extractor(self._layout(content_tensor))
             for term in self.terms.values():
                 term.set_content_targets(content_features)
             del content_features
-            style_features = [
-                extractor(self._layout(to_tensor(resize_to(s, long_side_size(s.shape[:2], style_side)), self.device)))
-                for s in styles_for_run
-            ]
+            if style_tiles is not None:
+                statistics = [style_tiles.summed_statistics(style, self.terms) for style in style_tensors]
+                for name, term in self.terms.items():
+                    if term.layers:  # terms that read no features have no style targets
+                        term.set_style_statistics([s[name] for s in statistics], blend)
+                return
+            style_features = [extractor(self._layout(style)) for style in style_tensors]
             for term in self.terms.values():
                 term.set_style_targets(style_features, blend)
+
+    def _content_target_layers(self) -> tuple[str, ...]:
+        layers = {name for term in self.terms.values() for name in getattr(term, "content_target_layers", term.layers)}
+        return tuple(sorted(layers, key=self.spec.layer_names.index))
+
+    def _tiles_for(self, extractor, plan: MemoryPlan, cost: NetworkCost, stage: Stage, memory_budget: int, reporter):
+        """The tiled evaluator of a stage too large for memory, reporting progress per tile."""
+        check_tileable(self.terms)
+        tiles = TiledEvaluator(
+            self._network(extractor), core=plan.core, halo=plan.halo, strides=cost.strides, on_tile=reporter.on_tile,
+        )
+        count = len(tiles.parts(stage.hw, shift=False))
+        self.hook.nst_notice(
+            message=f"{stage.label} does not fit in {memory_budget / 2**30:.1f} GiB of memory whole: "
+            f"{count} tiles of up to {plan.core} px (+{plan.halo} px overlap), seams moving every step"
+        )
+        return tiles
+
+    def _style_tiles(self, extractor, cost: NetworkCost, stage: Stage, memory_budget: int, out_hw):
+        """A tiled evaluator for the style images at ``stage`` if their pass does not fit whole."""
+        style_side = max(16, round(max(stage.hw) * self.config.style_scale))
+        style_hw = long_side_size(stage.hw, style_side)  # the content's aspect: an upper bound
+        style_hw = (max(style_hw), max(style_hw))
+        plan = plan_memory(style_hw, out_hw, budget=memory_budget, cost=cost, history=0)
+        if not plan.tiled:
+            return None
+        check_tileable(self.terms)
+        return TiledEvaluator(self._network(extractor), core=plan.core, halo=plan.halo, strides=cost.strides)
+
+    def _network(self, extractor):
+        def network(image: torch.Tensor):
+            with self._autocast():
+                return extractor(self._layout(image))
+
+        return network
 
     def _objective(self, extractor):
         def objective(point: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
@@ -254,34 +322,6 @@ class _Run:
         """The optimized image at the output size with the colour method's finish applied."""
         array = to_array(upscale(image, out_hw))
         return np.clip(self.color.finish(array, content, color_state, config=self.config), 0.0, 1.0)
-
-    def _step_reporter(self, stages, stage: Stage, steps_before: int, budget, out_hw, content, color_state):
-        """The ``on_step`` callback of one stage: progress, snapshots, cancel and budget checks."""
-        config = self.config
-        began = time.perf_counter()
-        planned_total = sum(s.iterations for s in stages)
-
-        def on_step(step: int, losses: Mapping[str, float], best: Callable[[], torch.Tensor]) -> bool:
-            now = time.perf_counter()
-            out_of_time = budget.step_done() if budget else False
-            if budget:
-                remaining = budget.left()
-                total = steps_before + step + budget.estimated_steps_left()
-            else:
-                remaining = remaining_seconds(stages, stage, step, (now - began) / step)
-                total = planned_total
-            progress = Progress(
-                step=steps_before + step, total=total, losses=losses, elapsed=now - self.started,
-                scale=stage.number, scales=len(stages), size=stage.label, remaining=remaining,
-            )
-            self.hook.nst_progress(progress=progress)
-            if config.save_every and progress.step % config.save_every == 0:
-                self.hook.nst_intermediate(image=self._finish(best(), out_hw, content, color_state), progress=progress)
-            if self.hook.nst_should_cancel(progress=progress):
-                self.cancel_requested = True
-            return self.cancel_requested or out_of_time
-
-        return on_step
 
     def _plan_config(self, out_hw, probe_hw) -> Config:
         """The config whose plan the run follows: with a small time budget, more sizes."""
@@ -335,6 +375,67 @@ class _Run:
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return _autocast_for(self.choice.precision, self.device)
+
+
+class _StageReporter:
+    """Progress of one stage: after each step (``on_step``) and, when tiled, each tile (``on_tile``).
+
+    Reports through the run hooks, writes snapshots, asks whether to cancel, and enforces the
+    time budget, also between the tiles of a long step.
+    """
+
+    def __init__(self, run: _Run, stages: tuple[Stage, ...], stage: Stage, steps_before: int, *, finish) -> None:
+        self.run = run
+        self.stages = stages
+        self.stage = stage
+        self.steps_before = steps_before
+        self.finish = finish
+        self.began = self.last_step_end = time.perf_counter()
+        self.steps = 0
+        self.losses: Mapping[str, float] = {}
+        self.planned_total = sum(s.iterations for s in stages)
+
+    def on_step(self, step: int, losses: Mapping[str, float], best: Callable[[], torch.Tensor]) -> bool:
+        run, budget = self.run, self.run.budget
+        now = time.perf_counter()
+        self.steps, self.losses, self.last_step_end = step, losses, now
+        out_of_time = budget.step_done() if budget else False
+        progress = self._progress(now, remaining=self._remaining(now, step, (now - self.began) / step))
+        run.hook.nst_progress(progress=progress)
+        if run.config.save_every and progress.step % run.config.save_every == 0:
+            run.hook.nst_intermediate(image=self.finish(best()), progress=progress)
+        if run.hook.nst_should_cancel(progress=progress):
+            run.cancel_requested = True
+        return run.cancel_requested or out_of_time
+
+    def on_tile(self, done: int, tiles: int) -> None:
+        """Between two tiles of a step: report, and stop the step if cancelled or out of time."""
+        run, budget = self.run, self.run.budget
+        now = time.perf_counter()
+        step_pace = (now - self.last_step_end) * tiles / done  # this step's duration, extrapolated
+        remaining = step_pace * (1 - done / tiles) + self._remaining(now, self.steps + 1, step_pace)
+        progress = self._progress(now, remaining=remaining, tile=done, tiles=tiles)
+        run.hook.nst_progress(progress=progress)
+        if run.hook.nst_should_cancel(progress=progress):
+            run.cancel_requested = True
+        if run.cancel_requested or (budget is not None and budget.left() <= 0):
+            raise StopOptimization
+
+    def _remaining(self, now: float, steps_in_stage: int, pace: float) -> float:
+        budget = self.run.budget
+        if budget:
+            return budget.left()
+        return remaining_seconds(self.stages, self.stage, steps_in_stage, pace)
+
+    def _progress(self, now: float, *, remaining: float, tile: int = 0, tiles: int = 0) -> Progress:
+        budget = self.run.budget
+        step = self.steps_before + self.steps
+        total = step + budget.estimated_steps_left() if budget else self.planned_total
+        return Progress(
+            step=step, total=total, losses=self.losses, elapsed=now - self.run.started,
+            scale=self.stage.number, scales=len(self.stages), size=self.stage.label, remaining=remaining,
+            tile=tile, tiles=tiles,
+        )
 
 
 def _autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -26,6 +26,7 @@ from torch import nn
 
 from .config import Config
 from .hookspecs import hookimpl
+from .parts import WHOLE, Part
 
 # Guards against a zero target only: small enough not to matter at any activation scale.
 _EPS = torch.finfo(torch.float32).tiny
@@ -63,31 +64,57 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 
 class ContentLoss(nn.Module):
-    """Content term: average of :func:`content_loss` over the content layers."""
+    """Content term: average of :func:`content_loss` over the content layers.
+
+    Computed from per-part sums of squared errors (:meth:`partial_statistics`), so that a large
+    image can be evaluated tile by tile (:mod:`nst_core.tiling`) with the same result as whole.
+    """
 
     def __init__(self, layers: Sequence[str], *, weight: float) -> None:
         super().__init__()
         self.layers = tuple(layers)
+        self.content_target_layers = self.layers
         self.weight = weight
         self.targets: dict[str, torch.Tensor] = {}
+        self._scales: dict[str, torch.Tensor] = {}
 
     def set_content_targets(self, features: Mapping[str, torch.Tensor]) -> None:
         self.targets = {name: features[name].detach() for name in self.layers}
+        # content_loss's denominator, times the element count: mean((F−P)²)/mean(P²) = Σ(F−P)²/ΣP²
+        self._scales = {
+            name: torch.sum(target.float() ** 2) + target.numel() * _EPS for name, target in self.targets.items()
+        }
 
     def set_style_targets(self, features, blend) -> None:
         pass
 
+    def set_style_statistics(self, statistics, blend) -> None:
+        pass
+
+    def partial_statistics(self, features: Mapping[str, torch.Tensor], part: Part) -> dict[str, torch.Tensor]:
+        """Sum of squared feature errors of each layer over ``part``."""
+        return {
+            name: torch.sum((features[name].float() - part.crop(name, self.targets[name]).float()) ** 2)
+            for name in self.layers
+        }
+
+    def loss_from_statistics(self, statistics: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([statistics[name] / self._scales[name] for name in self.layers]).mean()
+
     def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        losses = [content_loss(features[name], self.targets[name]) for name in self.layers]
-        return torch.stack(losses).mean()
+        return self.loss_from_statistics(self.partial_statistics(features, WHOLE))
 
 
 class StyleLoss(nn.Module):
     """Style term: weighted average of :func:`style_loss` over the style layers.
 
     The target Gram matrix of a layer is the blend-weighted average of the style images' Gram
-    matrices (several styles mix their textures).
+    matrices (several styles mix their textures). Gram matrices are computed from per-part sums
+    ``F Fᵀ`` and position counts (:meth:`partial_statistics`), so a large image (or style image)
+    can be evaluated tile by tile and still be matched as one texture.
     """
+
+    content_target_layers: tuple[str, ...] = ()
 
     def __init__(self, layers: Sequence[str], *, weight: float, layer_weights: Sequence[float] | None) -> None:
         super().__init__()
@@ -101,16 +128,32 @@ class StyleLoss(nn.Module):
         pass
 
     def set_style_targets(self, features: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]) -> None:
+        self.set_style_statistics([self.partial_statistics(f, WHOLE) for f in features], blend)
+
+    def set_style_statistics(self, statistics: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]) -> None:
+        """Target Gram matrices from each style image's summed :meth:`partial_statistics`."""
         self.targets = {
-            name: sum(b * gram_matrix(f[name].detach()) for f, b in zip(features, blend))
+            name: sum(b * (s[name] / s[f"{name}:positions"]).detach().float() for s, b in zip(statistics, blend))
             for name in self.layers
         }
 
+    def partial_statistics(self, features: Mapping[str, torch.Tensor], part: Part) -> dict[str, torch.Tensor]:
+        """``F Fᵀ`` summed over ``part``'s positions, and their count, of each style layer."""
+        statistics = {}
+        for name in self.layers:
+            n, c, h, w = features[name].shape
+            statistics[name] = gram_matrix(features[name]) * (h * w)
+            statistics[f"{name}:positions"] = torch.tensor(float(h * w))
+        return statistics
+
+    def loss_from_statistics(self, statistics: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return sum(
+            layer_weight * style_loss(statistics[name] / statistics[f"{name}:positions"], self.targets[name])
+            for name, layer_weight in zip(self.layers, self.layer_weights)
+        )
+
     def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        total = image.new_zeros(())
-        for name, layer_weight in zip(self.layers, self.layer_weights):
-            total = total + layer_weight * style_loss(gram_matrix(features[name]), self.targets[name])
-        return total
+        return self.loss_from_statistics(self.partial_statistics(features, WHOLE))
 
 
 class TotalVariationLoss(nn.Module):

@@ -44,8 +44,12 @@ class Outcome:
     cancelled: bool
 
 
-class _Stop(Exception):
-    """Raised inside the L-BFGS closure to end the run (step budget reached or cancelled)."""
+class StopOptimization(Exception):
+    """Raised inside an evaluation to end the run now (steps used up, cancelled, out of time).
+
+    An objective may raise it too, e.g. between the tiles of a long evaluation; the best image
+    of the steps completed is kept.
+    """
 
 
 class _Tracker:
@@ -63,9 +67,9 @@ class _Tracker:
         self.cancelled = False
 
     def evaluate(self, image: torch.Tensor) -> torch.Tensor:
-        """Loss at ``image`` with its gradient in ``image.grad``; raises :class:`_Stop` when done."""
+        """Loss at ``image`` with its gradient in ``image.grad``; raises :class:`StopOptimization` when done."""
         if self.steps >= self.total or self.cancelled:
-            raise _Stop
+            raise StopOptimization
         total, terms = self.objective(image)
         value = float(total.detach())
         if not math.isfinite(value):
@@ -88,8 +92,10 @@ class _Tracker:
         assert self.best_image is not None
         return self.best_image
 
-    def outcome(self) -> Outcome:
-        return Outcome(self.best(), self.best_losses, self.best_step, self.steps, self.cancelled)
+    def outcome(self, start: torch.Tensor) -> Outcome:
+        """What was reached; the start image if no step was completed."""
+        best = self.best_image if self.best_image is not None else start.detach().clone()
+        return Outcome(best, self.best_losses, self.best_step, self.steps, self.cancelled)
 
 
 def optimize(
@@ -101,23 +107,25 @@ def optimize(
     learning_rate: float,
     on_step: StepCallback,
     horizon: int | None = None,
+    history: int = LBFGS_HISTORY,
 ) -> Outcome:
     """Minimize ``objective`` from ``start`` for ``iterations`` steps; return the best image.
 
     ``optimizer`` is ``lbfgs`` or ``adam`` (``learning_rate`` is Adam's). The run also ends
     when ``on_step`` returns ``True`` (cancelled, or out of time) or L-BFGS converges.
-    ``horizon`` is the step count Adam's learning rate decays over (default ``iterations``).
+    ``horizon`` is the step count Adam's learning rate decays over (default ``iterations``);
+    ``history`` the number of L-BFGS correction pairs kept (each holds two image-sized tensors).
     """
     image = start.detach().clone().requires_grad_(True)
     tracker = _Tracker(objective, iterations, on_step)
     if optimizer == "lbfgs":
-        _run_lbfgs(image, tracker)
+        _run_lbfgs(image, tracker, history_size=history)
     else:
         _run_adam(image, tracker, learning_rate=learning_rate, horizon=horizon or iterations)
-    return tracker.outcome()
+    return tracker.outcome(start)
 
 
-def _run_lbfgs(image: torch.Tensor, tracker: _Tracker) -> None:
+def _run_lbfgs(image: torch.Tensor, tracker: _Tracker, *, history_size: int) -> None:
     """L-BFGS (two-loop recursion) with PyTorch's strong-Wolfe line search, on the flat image.
 
     Written here rather than using ``torch.optim.LBFGS`` because constructing any
@@ -134,7 +142,7 @@ def _run_lbfgs(image: torch.Tensor, tracker: _Tracker) -> None:
     def along(start: torch.Tensor, step: float, direction: torch.Tensor) -> tuple[float, torch.Tensor]:
         return evaluate(start + step * direction)
 
-    history: deque[tuple[torch.Tensor, torch.Tensor, float]] = deque(maxlen=LBFGS_HISTORY)
+    history: deque[tuple[torch.Tensor, torch.Tensor, float]] = deque(maxlen=max(1, history_size))
     h_diag = 1.0
     try:
         x = image.detach().reshape(-1).clone()
@@ -159,7 +167,7 @@ def _run_lbfgs(image: torch.Tensor, tracker: _Tracker) -> None:
             loss, grad = new_loss, new_grad
             direction = _two_loop(grad, history, h_diag)
             step = 1.0
-    except _Stop:
+    except StopOptimization:
         pass
 
 
@@ -198,5 +206,5 @@ def _run_adam(image: torch.Tensor, tracker: _Tracker, *, learning_rate: float, h
             corrected = mean / (1 - beta1**k)
             scale = (square / (1 - beta2**k)).sqrt_().add_(eps)
             x.addcdiv_(corrected, scale, value=-rate).clamp_(0.0, 1.0)
-    except _Stop:
+    except StopOptimization:
         pass

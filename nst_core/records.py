@@ -34,6 +34,10 @@ class Progress:
     #: Seconds left as the engine estimates them (stage sizes and time budget known);
     #: ``None``: :attr:`eta` extrapolates from the steps done.
     remaining: float | None = None
+    #: Within a step of a tiled size: tiles done of the step's ``tiles`` (two passes over the
+    #: grid); 0 of 0 for a step's own report and for sizes computed whole.
+    tile: int = 0
+    tiles: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "losses", _frozen(self.losses))
@@ -63,6 +67,8 @@ class Progress:
             "scale": self.scale,
             "scales": self.scales,
             "size": self.size,
+            "tile": self.tile,
+            "tiles": self.tiles,
             "losses": dict(self.losses),
             "elapsed": round(self.elapsed, 3),
             "eta": None if self.eta is None else round(self.eta, 3),

@@ -56,6 +56,37 @@ class LossTerm(Protocol):
 
 
 @runtime_checkable
+class TileableLossTerm(LossTerm, Protocol):
+    """A loss term that an image too large for memory can be evaluated for in tiles.
+
+    Its loss must be a function of statistics that add up over disjoint parts of the feature
+    maps (see :mod:`nst_core.tiling`); the built-in content and style terms are such terms. A
+    term that reads features without these methods works on images that fit in memory whole.
+    """
+
+    #: Layers whose whole-image content features :meth:`set_content_targets` needs; when tiling,
+    #: only these are assembled (a whole map of ``relu1_1`` would cost 256 bytes per pixel).
+    content_target_layers: tuple[str, ...]
+
+    def partial_statistics(
+        self, features: Mapping[str, torch.Tensor], part: Any
+    ) -> dict[str, torch.Tensor]:
+        """Statistics of the part of the image that ``features`` cover, which add up over parts.
+
+        ``part`` is a :class:`nst_core.parts.Part` or :data:`nst_core.parts.WHOLE`; its
+        ``crop(layer, whole_map)`` gives the part's region of a whole-image map (a target).
+        """
+
+    def loss_from_statistics(self, statistics: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The unweighted loss from statistics summed over all parts (differentiable)."""
+
+    def set_style_statistics(
+        self, statistics: Sequence[Mapping[str, torch.Tensor]], blend: Sequence[float]
+    ) -> None:
+        """Take the style targets from each style image's summed statistics."""
+
+
+@runtime_checkable
 class ColorMethod(Protocol):
     """A colour-preservation method. Images are ``H×W×3`` float32 arrays in ``[0, 1]``."""
 

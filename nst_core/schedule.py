@@ -24,6 +24,16 @@ MIN_BUDGET_STEPS = 20
 #: How much more than in proportion to its pixels a larger stage's step may cost.
 SIZE_MARGIN = 1.6
 MAX_BUDGET_SCALES = 4
+#: Outputs whose long side exceeds this are computed coarse to fine even with ``scales=1``: a
+#: step at 4000×3000 costs minutes on a CPU (and tiles, see :mod:`nst_core.tiling`), so the
+#: composition is found small and only refined at the large sizes.
+DETAIL_SIDE = 1024
+#: The automatic ladder of a large output starts at its first halving that is at most this long.
+BASE_SIDE = 768
+#: The automatic ladder's refining sizes take ``iterations / (REFINE_DIVISOR · 2^(k-1))`` steps
+#: at the k-th doubling above the base (10, 5, 3 for 50), but at least MIN_REFINE_STEPS.
+REFINE_DIVISOR = 5
+MIN_REFINE_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,13 @@ def plan_stages(out_hw: tuple[int, int], config: Config) -> tuple[Stage, ...]:
 
     Each coarser size halves the side; sizes under :data:`MIN_STAGE_SIDE` are dropped, so a
     small output may get fewer stages than asked for. The last stage takes ``config.iterations``
-    steps, every coarser one ``config.coarse_iterations``.
+    steps, every coarser one ``config.coarse_iterations``. An output longer than
+    :data:`DETAIL_SIDE` with ``scales=1`` gets the automatic ladder of
+    :func:`_large_output_ladder` instead.
     """
     long_side = max(out_hw)
+    if config.scales == 1 and long_side > DETAIL_SIDE:
+        return _large_output_ladder(out_hw, config)
     sides = [round(long_side / 2**k) for k in reversed(range(config.scales))]
     sides = [side for side in sides[:-1] if side >= MIN_STAGE_SIDE] + [long_side]
     stages = []
@@ -67,6 +81,27 @@ def plan_stages(out_hw: tuple[int, int], config: Config) -> tuple[Stage, ...]:
         hw = out_hw if side == long_side else long_side_size(out_hw, side)
         final = number == len(sides)
         stages.append(Stage(number, hw, config.iterations if final else config.coarse_iterations))
+    return tuple(stages)
+
+
+def _large_output_ladder(out_hw: tuple[int, int], config: Config) -> tuple[Stage, ...]:
+    """Halve the output's side until it is at most :data:`BASE_SIDE`; that base size takes
+    ``config.iterations`` steps, each doubling fewer (see :data:`REFINE_DIVISOR`).
+
+    4000×3000 at 50 steps: 500×375 (50), 1000×750 (10), 2000×1500 (5), 4000×3000 (3).
+    """
+    long_side = max(out_hw)
+    doublings = 0
+    while long_side / 2**doublings > BASE_SIDE:
+        doublings += 1
+    stages = []
+    for number, k in enumerate(range(doublings, -1, -1), 1):
+        hw = out_hw if k == 0 else long_side_size(out_hw, round(long_side / 2**k))
+        above = doublings - k
+        steps = config.iterations if above == 0 else max(
+            MIN_REFINE_STEPS, round(config.iterations / (REFINE_DIVISOR * 2 ** (above - 1)))
+        )
+        stages.append(Stage(number, hw, steps))
     return tuple(stages)
 
 

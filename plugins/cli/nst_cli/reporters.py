@@ -42,9 +42,12 @@ class BarReporter:
         width = max(10, min(30, shutil.get_terminal_size((80, 20)).columns - 50))
         filled = int(width * progress.fraction)
         bar = "#" * filled + "-" * (width - filled)
+        loss = progress.losses.get("total")
         return (
-            f"[{bar}] {progress.step}/{progress.total} loss {progress.losses['total']:.4g} "
-            f"{format_seconds(progress.elapsed)} < {format_seconds(progress.eta)}"
+            f"[{bar}] {progress.step}/{progress.total}"
+            + (f" tile {progress.tile}/{progress.tiles}" if progress.tiles else "")
+            + (f" loss {loss:.4g}" if loss is not None else "")
+            + f" {format_seconds(progress.elapsed)} < {format_seconds(progress.eta)}"
         )
 
     @hookimpl
