@@ -374,3 +374,57 @@ def test_strength_50_is_the_engine_default_style_weight():
     from nst_core import Config
 
     assert bridge.style_weight_for_strength(50) == Config().style_weight
+
+
+# --- fast styles ----------------------------------------------------------------------------
+
+
+def test_fast_style_command_uses_the_model_and_only_size_and_colour(tmp_path):
+    options = bridge.Options(fast_model=str(tmp_path / "starry.nst"), preserve_color="luminance", quality="best",
+                             iterations=99)
+    command = bridge.build_command("/bin/nst-core", "c.png", None, "o.png", options, 300, 200)
+    assert command[:7] == ["/bin/nst-core", "run", "c.png", "--fast-model", str(tmp_path / "starry.nst"), "-o", "o.png"]
+    assert flags(command) == {"--size": "0", "--preserve-color": "luminance", "--progress": "json"}
+
+
+def test_fast_style_none_falls_back_to_the_style_image():
+    options = bridge.Options(fast_model=bridge.NO_FAST_MODEL)
+    assert not options.uses_fast_model
+    command = bridge.build_command("nst-core", "c.png", "s.png", "o.png", options, 30, 20)
+    assert "--fast-model" not in command and command[3] == "s.png"
+    with pytest.raises(ValueError, match="style"):
+        bridge.build_command("nst-core", "c.png", None, "o.png", options, 30, 20)
+
+
+def test_models_folder_listing_and_choices(tmp_path, monkeypatch):
+    folder = tmp_path / "cache" / "models"
+    monkeypatch.setenv("NST_CORE_CACHE_DIR", str(tmp_path / "cache"))
+    assert bridge.list_fast_models() == {} and list(bridge.fast_model_choices()) == ["none"]
+    folder.mkdir(parents=True)
+    for name in ("starry night.nst", "scream.nst", "notes.txt", "none.nst"):
+        (folder / name).write_bytes(b"x")
+    models = bridge.list_fast_models()
+    assert models == {"scream": str(folder / "scream.nst"), "starry-night": str(folder / "starry night.nst")}
+    assert list(bridge.fast_model_choices()) == ["none", "scream", "starry-night"]
+    assert bridge.resolve_fast_model("scream") == str(folder / "scream.nst")
+    assert bridge.resolve_fast_model("/elsewhere/m.nst") == "/elsewhere/m.nst"
+    command = bridge.build_command("nst-core", "c.png", None, "o.png", bridge.Options(fast_model="scream"), 30, 20)
+    assert command[command.index("--fast-model") + 1] == str(folder / "scream.nst")
+
+
+@pytest.mark.parametrize("env", [{}, {"XDG_CACHE_HOME": "/xdg"}, {"XDG_CACHE_HOME": "relative"}])
+def test_models_folder_is_nst_cores(monkeypatch, env):
+    from nst_core.fast import default_models_folder
+
+    monkeypatch.delenv("NST_CORE_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert bridge.models_folder() == default_models_folder()
+
+
+def test_fast_style_progress_is_start_then_done():
+    tracker = bridge.ProgressTracker()
+    assert tracker.feed({"event": "start", "total": 1}) == (0.0, "Neural Style: starting")
+    assert tracker.feed({"event": "done", "output": "o.png"}) == (1.0, "Neural Style: done")
+    assert tracker.done and tracker.output == "o.png"

@@ -5,7 +5,8 @@ Filters > Artistic > Neural Style... (procedure ``python-fu-nst-neural-style``).
 
 For every selected layer the plug-in writes the layer's pixels to a PNG in a private temporary
 folder (8-bit, or 16-bit for high-bit-depth images; with alpha when the layer has alpha), runs
-``nst-core run CONTENT STYLE -o RESULT --progress json`` in a subprocess, shows its progress in
+``nst-core run CONTENT STYLE -o RESULT --progress json`` (or, with a fast style chosen,
+``nst-core run CONTENT --fast-model MODEL -o RESULT``) in a subprocess, shows its progress in
 GIMP's progress bar and loads the result as a NEW layer named "Neural Style: <style>" right above
 the original layer, at the same offsets and the same size. The original is never modified.
 
@@ -93,6 +94,15 @@ class NeuralStyle(Gimp.PlugIn):
         procedure.add_drawable_argument(
             "style-layer", "Or style la_yer", "An open layer to use as the style (when no style image is set)",
             True, RW)
+        # Or a fast style: a model trained with 'nst-core train' (found in nst-core's models folder,
+        # listed when the plug-in starts), applied in one network pass instead of optimizing.
+        procedure.add_choice_argument(
+            "fast-style", "Or _fast style", "A trained fast-style model from nst-core's models folder "
+            "(nst-core train); used instead of the style image, in seconds",
+            _choice(bridge.fast_model_choices()), bridge.NO_FAST_MODEL, RW)
+        procedure.add_string_argument(
+            "fast-model-path", "Fast model path", "For scripts: a .nst model file or a model name (when "
+            "fast-style is none)", "", RW)
         procedure.add_double_argument(
             "strength", "Style stre_ngth", "0-100; 50 = the engine default (log scale: +25 = 10x more style)",
             0.0, 100.0, 50.0, RW)
@@ -129,7 +139,7 @@ def _show_dialog(procedure, config):
     dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
     dialog.get_label("advanced-label", "Advanced", False, False)
     dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
-    dialog.fill(["style-file", "style-layer", "strength", "preserve-color", "quality", "size", "seed",
+    dialog.fill(["style-file", "style-layer", "fast-style", "strength", "preserve-color", "quality", "size", "seed",
                  "advanced"])
     accepted = dialog.run()
     dialog.destroy()
@@ -143,6 +153,9 @@ def _options(config, run_mode):
     style_file = config.get_property("style-file")
     style_path = config.get_property("style-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
     values["style"] = (style_file.get_path() if style_file is not None else "") or style_path or ""
+    fast_style = config.get_property("fast-style")
+    fast_path = config.get_property("fast-model-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
+    values["fast_model"] = fast_style if fast_style and fast_style != bridge.NO_FAST_MODEL else (fast_path or "")
     return bridge.Options.from_mapping(values)
 
 
@@ -187,8 +200,8 @@ def run(procedure, run_mode, image, drawables, config, data):
 
     options = _options(config, run_mode)
     style_layer = config.get_property("style-layer")
-    if not options.style and style_layer is None:
-        return _error(procedure, "choose a style image (or a style layer)")
+    if not options.style and style_layer is None and not options.uses_fast_model:
+        return _error(procedure, "choose a style image (or a style layer, or a fast style)")
     try:
         options.validate()
         cli = bridge.find_cli(HERE)
@@ -205,7 +218,10 @@ def run(procedure, run_mode, image, drawables, config, data):
             pass
     try:
         bit_depth = bridge.bit_depth_for_precision(image.get_precision().value_name)
-        if options.style:
+        if options.uses_fast_model:
+            style_path = None
+            style_name = bridge.style_label(bridge.resolve_fast_model(options.fast_model))
+        elif options.style:
             style_path = options.style
             style_name = bridge.style_label(style_path)
         else:

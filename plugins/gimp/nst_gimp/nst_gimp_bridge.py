@@ -6,6 +6,8 @@ neither), so it is unit-tested without GIMP (``tests/gimp/test_bridge.py``):
 * the procedure's settings (:class:`Options`) and their translation into an ``nst-core run``
   command line (:func:`build_command`), driven by small tables so that adding a choice or an
   option is one line (:data:`QUALITY_PRESETS`, :data:`COLOR_MODES`, :data:`MODELS`, :data:`FLAGS`);
+* the fast-style models found in nst-core's models folder (:func:`list_fast_models`), offered
+  as an alternative to a style image (``nst-core run --fast-model``);
 * the style-strength slider's mapping onto ``--style-weight`` (:func:`style_weight_for_strength`);
 * parsing ``--progress json`` lines into a progress fraction and a status text
   (:class:`ProgressTracker`);
@@ -107,6 +109,60 @@ def strength_for_style_weight(weight: float) -> float:
 # Options -> command line
 
 
+# --------------------------------------------------------------------------------------------
+# Fast-style models
+
+#: nst-core's cache folder variable and the models folder inside it (``nst_core.weights.cache_dir``
+#: and ``nst_core.fast.default_models_folder``; GIMP's Python cannot import nst_core, so the rule is
+#: repeated here and a test checks that the two agree).
+CACHE_ENV = "NST_CORE_CACHE_DIR"
+MODELS_SUBDIR = "models"
+MODEL_SUFFIX = ".nst"
+#: The "fast style" choice that means: no model, use the style image.
+NO_FAST_MODEL = "none"
+
+
+def models_folder(environ: Mapping[str, str] | None = None) -> Path:
+    """nst-core's models folder: ``<cache>/models``, the cache found as nst-core finds it."""
+    env = os.environ if environ is None else environ
+    override = env.get(CACHE_ENV, "").strip()
+    if override:
+        cache = Path(override).expanduser()
+    elif os.name == "nt" and env.get("LOCALAPPDATA", "").strip():
+        cache = Path(env["LOCALAPPDATA"].strip()) / "nst-core"
+    elif env.get("XDG_CACHE_HOME", "").strip() and os.path.isabs(env["XDG_CACHE_HOME"].strip()):
+        cache = Path(env["XDG_CACHE_HOME"].strip()) / "nst-core"
+    else:
+        cache = Path.home() / ".cache" / "nst-core"
+    return cache / MODELS_SUBDIR
+
+
+def list_fast_models(folder: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """``{choice name: model file path}`` of the ``*.nst`` files in the models folder, sorted.
+
+    Choice names are the file names without ``.nst``, with characters other than letters,
+    digits, ``-`` and ``_`` replaced by ``-`` (GIMP stores them in its settings).
+    """
+    base = Path(folder) if folder is not None else models_folder()
+    try:
+        files = sorted(p for p in base.iterdir() if p.suffix == MODEL_SUFFIX and p.is_file())
+    except OSError:
+        return {}
+    models: dict[str, str] = {}
+    for path in files:
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "model"
+        if name != NO_FAST_MODEL and name not in models:
+            models[name] = str(path)
+    return models
+
+
+def fast_model_choices(folder: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The dialog's "Fast style" choices: none (use the style image), then every model found."""
+    choices = {NO_FAST_MODEL: "None (use the style image)"}
+    choices.update({name: f"{name} (fast)" for name in list_fast_models(folder)})
+    return choices
+
+
 @dataclass
 class Options:
     """The procedure's settings, as plain values (the plug-in fills it from its config)."""
@@ -120,7 +176,14 @@ class Options:
     iterations: int = 0  # steps at full size; 0 = from the quality preset
     tv_weight: float = -1.0  # < 0 = the engine's default
     model: str = DEFAULT_MODEL
+    #: A fast-style model (a .nst path, or a name in nst-core's models folder); empty or "none":
+    #: optimize with the style image instead.
+    fast_model: str = ""
     extra: list[str] = field(default_factory=list)  # more CLI arguments, appended verbatim
+
+    @property
+    def uses_fast_model(self) -> bool:
+        return bool(self.fast_model) and self.fast_model != NO_FAST_MODEL
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Options":
@@ -178,20 +241,45 @@ FLAGS: list[tuple[str, Callable[[Options, int, int], "str | None"]]] = [
 ]
 
 
+#: The flags of a fast-style run (no optimization: only size and colours matter). With a fast
+#: model the layer is processed at its own size unless a size is set (one network pass is quick).
+FAST_FLAGS: list[tuple[str, Callable[[Options, int, int], "str | None"]]] = [
+    ("--size", lambda o, w, h: str(int(o.size))),
+    ("--preserve-color", lambda o, w, h: o.preserve_color),
+]
+
+
+def resolve_fast_model(name: str, folder: str | os.PathLike[str] | None = None) -> str:
+    """The path to pass as ``--fast-model``: a choice name's file, else ``name`` as it is."""
+    return list_fast_models(folder).get(name, name)
+
+
 def build_command(
     cli: Sequence[str] | str,
     content: str | os.PathLike[str],
-    style: str | os.PathLike[str],
+    style: str | os.PathLike[str] | None,
     output: str | os.PathLike[str],
     options: Options,
     width: int,
     height: int,
 ) -> list[str]:
-    """The ``nst-core run`` command line for one layer (``width`` x ``height`` px)."""
+    """The ``nst-core run`` command line for one layer (``width`` x ``height`` px).
+
+    With :attr:`Options.fast_model` set, ``style`` is not used: ``nst-core run CONTENT
+    --fast-model MODEL -o OUT``.
+    """
     options.validate()
     command = [cli] if isinstance(cli, str) else list(cli)
-    command += ["run", os.fspath(content), os.fspath(style), "-o", os.fspath(output)]
-    for flag, value_of in FLAGS:
+    if options.uses_fast_model:
+        command += ["run", os.fspath(content), "--fast-model", resolve_fast_model(options.fast_model),
+                    "-o", os.fspath(output)]
+        flags = FAST_FLAGS
+    else:
+        if not style:
+            raise ValueError("choose a style image (or a style layer, or a fast style)")
+        command += ["run", os.fspath(content), os.fspath(style), "-o", os.fspath(output)]
+        flags = FLAGS
+    for flag, value_of in flags:
         value = value_of(options, int(width), int(height))
         if value is not None:
             command += [flag, value]
