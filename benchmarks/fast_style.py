@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -60,10 +61,21 @@ def write_training_photos(folder: Path) -> list[Path]:
 
 
 class Log:
-    """Prints a line every ``every`` steps."""
+    """Prints a line every ``every`` steps; Ctrl-C stops training after a checkpoint (then measures)."""
 
     def __init__(self, every: int) -> None:
         self.every = every
+        self.stop = False
+        signal.signal(signal.SIGINT, self._request_stop)
+
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+
+    @hookimpl
+    def nst_should_cancel(self, progress) -> bool | None:
+        return True if self.stop else None
 
     @hookimpl
     def nst_progress(self, progress) -> None:
@@ -87,10 +99,13 @@ def train_model(model_path: Path, style_path: Path, args) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         write_training_photos(Path(folder))
         began = time.perf_counter()
+        log = Log(25)
         result = train_files(style_path, folder, model_path, config=config, settings=settings, resume=resume,
-                             plugins=[Log(25)])
+                             plugins=[log])
         wall = time.perf_counter() - began
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return {
+        "stopped_early": result.cancelled,
         "steps": result.steps, "steps_this_run": result.steps_run, "wall_seconds": round(wall, 1),
         "steps_per_second": float(result.info["steps_per_second"]), "threads": torch.get_num_threads(),
         "batch": args.batch, "crop": args.crop, "style_size": args.style_size, "style_weight": args.style_weight,
@@ -148,13 +163,13 @@ def main() -> None:
     report: dict = {"style": args.style, "model": str(model_path)}
 
     existing = load_model(model_path).step if model_path.exists() else 0
+    previous = args.out / "results.json"
+    earlier = json.loads(previous.read_text()).get("training_runs", []) if previous.exists() and existing else []
     if existing < args.steps:
-        report["training"] = train_model(model_path, style_path, args)
+        earlier.append(train_model(model_path, style_path, args))
     else:
         print(f"{model_path} holds {existing} steps: not training")
-        previous = args.out / "results.json"
-        if previous.exists():
-            report["training"] = json.loads(previous.read_text()).get("training")
+    report["training_runs"] = earlier  # one entry per (resumed) training run of this model
     model = load_model(model_path)
 
     photo_full = load_image(IMAGES / "tubingen.jpg").rgb

@@ -224,6 +224,20 @@ def scenario_gray_two_layers():
     return {"run": result, "layers": describe(image), "base_type": image.get_base_type().value_nick}
 
 
+def scenario_fast_style():
+    """A fast style chosen from nst-core's models folder, no style image: one new layer named
+    after the model, the layer's size, different from the original."""
+    image = new_image(W, H)
+    photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False)
+    before = pixels(photo)
+    result = run(image, [photo], **{"style-file": None, "fast-style": SPEC["fast_style"]})
+    layers = image.get_layers()
+    facts = {"run": result, "layers": describe(image), "original_unchanged": pixels(photo) == before}
+    if len(layers) == 2:
+        facts["new_vs_original_mean_diff"] = mean_diff(pixels(layers[0]), before)
+    return facts
+
+
 def main():
     for name in SPEC["scenarios"]:
         started = time.monotonic()

@@ -107,6 +107,27 @@ def run_batch(home: Path, spec: dict, *, timeout: float = 600, extra_env: dict |
     return results
 
 
+def train_tiny_model(path: Path) -> Path:
+    """A fast-style model (tiny network, 2 steps on the test photo, real VGG-16) at ``path``."""
+    import numpy as np
+    from PIL import Image
+
+    from nst_core.fast import NetworkShape, TrainingSettings, train, training_config
+
+    def load(file: Path) -> np.ndarray:
+        with Image.open(file) as image:
+            image = image.convert("RGB")
+            image.thumbnail((64, 64))
+            return np.asarray(image, dtype=np.float32) / 255
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings = TrainingSettings(steps=2, batch_size=1, crop_size=32, style_size=64, checkpoint_every=0,
+                                network=NetworkShape(channels=(4, 8, 8), residual_blocks=1))
+    train(load(style_file()), [load(photo_file())], path, style_name=path.stem, settings=settings,
+          config=training_config(weights=str(weights_file()), device="cpu"))
+    return path
+
+
 def write_photo(path: Path, width: int, height: int) -> None:
     """The test photo as raw R'G'B'A u8 bytes (made with Pillow from the venv)."""
     from PIL import Image

@@ -23,7 +23,8 @@ import harness  # noqa: E402
 pytestmark = pytest.mark.gimp
 
 WIDTH, HEIGHT, ITERATIONS = 64, 48, 12
-SCENARIOS = ["basic", "u16_alpha", "missing_style", "gray_two_layers"]
+SCENARIOS = ["basic", "u16_alpha", "missing_style", "gray_two_layers", "fast_style"]
+FAST_STYLE = "tiny_starry"
 RESULT_NAME = "Neural Style: starry_night"
 
 
@@ -36,9 +37,10 @@ def gimp_results(gimp_env, tmp_path_factory):
     home.mkdir()
     harness.install_plugin(home, harness.cli_executable())
     harness.write_photo(base / "photo.rgba", WIDTH, HEIGHT)
+    harness.train_tiny_model(home / ".cache" / "nst-core" / "models" / f"{FAST_STYLE}.nst")
     spec = {"results": str(base / "results.json"), "style": str(harness.style_file()),
             "photo": str(base / "photo.rgba"), "width": WIDTH, "height": HEIGHT, "iterations": ITERATIONS,
-            "scenarios": SCENARIOS}
+            "scenarios": SCENARIOS, "fast_style": FAST_STYLE}
     results = harness.run_batch(home, spec)
     gimp = results["_gimp"]
     timings = {name: results.get(name, {}).get("scenario_seconds") for name in SCENARIOS}
@@ -128,3 +130,10 @@ def test_gray_image_two_selected_layers_style_from_a_layer(gimp_results):
 def test_temporary_files_removed(gimp_results):
     leftovers = [name for name in gimp_results["_gimp"]["leftover_temp"] if name.startswith("nst-gimp-")]
     assert leftovers == []
+
+
+def test_fast_style_from_the_models_folder(gimp_results):
+    facts = succeeded(scenario(gimp_results, "fast_style"))
+    assert [layer["name"] for layer in facts["layers"]] == [f"Neural Style: {FAST_STYLE}", "photo"]
+    assert (facts["layers"][0]["width"], facts["layers"][0]["height"]) == (WIDTH, HEIGHT)
+    assert facts["original_unchanged"] and facts["new_vs_original_mean_diff"] > 1.0
