@@ -190,3 +190,24 @@ def test_cli_max_memory_tiles_and_reports_tiles_in_json(random_weights, small_fi
     assert output.is_file()
     message = one_line_error(run_cli("run", *small_files, "-o", output, "--max-memory", "lots"), 2)
     assert "--max-memory" in message and "4G" in message
+
+
+def test_tiles_work_with_colour_modes_alpha_and_a_time_budget(random_weights, small_pair, tmp_path):
+    from PIL import Image
+
+    from nst_core import stylize_files
+
+    content = tmp_path / "rgba.png"
+    rgba = np.dstack([small_pair[0], np.linspace(0, 1, small_pair[0].shape[1])[None, :].repeat(24, 0)])
+    Image.fromarray((rgba * 255).round().astype(np.uint8), "RGBA").save(content)
+    style = tmp_path / "style.png"
+    Image.fromarray((small_pair[1] * 255).round().astype(np.uint8)).save(style)
+    for mode in ("luminance", "histogram"):
+        output = tmp_path / f"{mode}.png"
+        config = Config(size=128, iterations=2, memory_format="contiguous", max_memory=16 * 2**20,
+                        preserve_color=mode, time_budget=600, **SHALLOW)
+        result = stylize_files(content, [style], output, config=config)
+        assert result.info["tiling"] != "none" and result.steps >= 1
+        saved = np.asarray(Image.open(output))
+        assert saved.shape == (96, 128, 4)
+        assert abs(saved[..., 3].astype(float).mean() / 255 - 0.5) < 0.05  # the ramp came back
