@@ -4,6 +4,9 @@ Public API::
 
     from nst_core import Config, stylize, stylize_files
     result = stylize_files("photo.jpg", ["painting.jpg"], "out.png", config=Config(size=512))
+
+Fast styles (a network trained once per style, then one pass per photo) are in
+:mod:`nst_core.fast`: ``train_files``, ``stylize_fast_files``, ``list_models``.
 """
 
 from .config import Config
