@@ -441,7 +441,7 @@ def run_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], list[Pa
     if args.output and args.out_dir:
         raise InputError("give -o OUT (one content) or --out-dir DIR (several), not both")
     if not args.output and not args.out_dir:
-        raise InputError("no output: give -o OUT, or --out-dir DIR for several contents or a folder")
+        raise InputError("no output: give -o/--output OUT, or --out-dir DIR for several contents or a folder")
     if args.output:
         if len(contents) != 1 or any(item.is_dir() for item in content_args):
             raise InputError(f"-o writes one file, but there are {len(contents)} contents; use --out-dir DIR")
