@@ -152,10 +152,17 @@ def train_files(
     style_name: str | None = None,
     plugins: Iterable[Any] = (),
 ) -> TrainingResult:
-    """:func:`train` on an image file and a folder of photos; inputs are never overwritten."""
+    """:func:`train` on an image file and a folder of photos; inputs are never overwritten.
+
+    Each photo is shrunk to its training size as it is read, so a folder of large photos costs
+    only the small copies' memory.
+    """
     photo_paths = list_photos(photos_dir)
     style = load_image(style_path).rgb
-    photos = [load_image(path).rgb for path in photo_paths]
+    crop = (settings or TrainingSettings()).crop_size
+    if resume and Path(output_path).is_file():  # a resumed run keeps the file's crop size
+        crop = int(load_model(output_path).metadata.get("training", {}).get("crop_size", crop))
+    photos = [fit_photo(load_image(path).rgb, crop) for path in photo_paths]
     return train(
         style, photos, output_path, style_name=style_name or Path(style_path).stem, config=config,
         settings=settings, resume=resume, plugins=plugins, protect=[Path(style_path), *photo_paths],
@@ -399,15 +406,18 @@ def _autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCo
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _photo_tensor(photo: np.ndarray, crop: int) -> torch.Tensor:
-    """A photo as a ``3×H×W`` tensor whose short side is ``crop × PHOTO_SCALE``."""
+def fit_photo(photo: np.ndarray, crop: int) -> np.ndarray:
+    """``photo`` resized so that its short side is ``crop × PHOTO_SCALE`` (its training size)."""
     if photo.ndim != 3 or photo.shape[2] != 3:
         raise InputError(f"photos must be H×W×3 RGB, got shape {photo.shape}")
     height, width = photo.shape[:2]
-    short = round(crop * PHOTO_SCALE)
-    scale = short / min(height, width)
-    size = (max(crop, round(height * scale)), max(crop, round(width * scale)))
-    return to_tensor(resize_to(photo, size))[0]
+    scale = round(crop * PHOTO_SCALE) / min(height, width)
+    return resize_to(photo, (max(crop, round(height * scale)), max(crop, round(width * scale))))
+
+
+def _photo_tensor(photo: np.ndarray, crop: int) -> torch.Tensor:
+    """A photo at its training size as a ``3×H×W`` tensor."""
+    return to_tensor(fit_photo(photo, crop))[0]
 
 
 def _random_crops(photos: list[torch.Tensor], count: int, crop: int, generator: torch.Generator) -> torch.Tensor:
