@@ -22,7 +22,7 @@ Any input size works: the network pads to a multiple of 4 and crops back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
