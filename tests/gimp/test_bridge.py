@@ -428,3 +428,15 @@ def test_fast_style_progress_is_start_then_done():
     assert tracker.feed({"event": "start", "total": 1}) == (0.0, "Neural Style: starting")
     assert tracker.feed({"event": "done", "output": "o.png"}) == (1.0, "Neural Style: done")
     assert tracker.done and tracker.output == "o.png"
+
+
+def test_progress_text_counts_tiles_and_full_size_has_no_cap():
+    parser = bridge.ProgressTracker("Neural Style")
+    parser.feed({"event": "start", "total": 68})
+    fraction, text = parser.feed({"event": "progress", "step": 65, "total": 68, "scale": 4, "scales": 4,
+                                  "size": "4000x3000", "tile": 9, "tiles": 234, "fraction": 0.6, "eta": 90})
+    assert fraction == 0.6 and "step 65/68 at 4000x3000, tile 9/234" in text
+    _, plain = parser.feed({"event": "progress", "step": 66, "total": 68, "tile": 0, "tiles": 0})
+    assert "tile" not in plain
+    options = bridge.Options(quality="full")
+    assert options.processing_size(4000, 3000) == 0  # the layer's own size, whatever it is

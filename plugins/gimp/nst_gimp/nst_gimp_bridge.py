@@ -61,6 +61,9 @@ QUALITY_PRESETS: dict[str, Preset] = {
     "preview": Preset("Preview (fast)", cli_preset="preview", max_size=512),
     "balanced": Preset("Balanced", cli_preset="balanced", max_size=1024),
     "best": Preset("Best (slow)", cli_preset="best", max_size=2048),
+    # any size: nst-core computes large layers small first, then refines them in tiles that fit
+    # the memory (a 4000x3000 layer takes most of an hour on a 2-core CPU)
+    "full": Preset("Full size (slowest, any size)", cli_preset="balanced", max_size=0),
 }
 DEFAULT_QUALITY = "balanced"
 
@@ -353,6 +356,8 @@ class ProgressTracker:
             text = f"{self.label}: step {self.step}/{self.total or '?'}"
             if isinstance(event.get("scales"), int) and event["scales"] > 1 and event.get("size"):
                 text += f" at {event['size']}"
+            if isinstance(event.get("tiles"), int) and event["tiles"] > 0 and isinstance(event.get("tile"), int):
+                text += f", tile {event['tile']}/{event['tiles']}"
             if event.get("eta") is not None:
                 text += f", {_seconds(event['eta'])} left"
             return fraction, text
