@@ -87,10 +87,16 @@ def stylize_files(
     check_save_path(output_path, with_alpha=content.alpha is not None, protect=inputs)
     styles = [load_image(path).rgb for path in style_paths]
     result = stylize(content.rgb, styles, config=config, plugins=plugins)
+    return save_result(output_path, result, content, protect=inputs)
+
+
+def save_result(output_path: str | PathLike, result: Result, content, *, protect: Sequence[Path]) -> Result:
+    """Write ``result`` with ``content``'s alpha (resized) and bit depth, atomically; the result
+    with its alpha. ``content`` is the :class:`nst_core.image.LoadedImage` it was made from."""
     alpha = None
     if content.alpha is not None:
         alpha = np.clip(resize_to(content.alpha, result.image.shape[:2]), 0.0, 1.0)
-    save_image(output_path, result.image, alpha=alpha, bit_depth=content.bit_depth, protect=inputs)
+    save_image(output_path, result.image, alpha=alpha, bit_depth=content.bit_depth, protect=protect)
     return dataclasses.replace(result, alpha=alpha)
 
 

@@ -711,7 +711,7 @@ def check_save_path(
         )
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
     for item in protect:
-        if item is not None and _same_file(target, Path(item)):
+        if item is not None and same_file(target, Path(item)):
             raise InputError(f"refusing to overwrite input file {name}; choose another output path")
     directory = target.parent
     if not directory.is_dir():
@@ -777,7 +777,8 @@ def _quantize(values: np.ndarray, depth: int) -> np.ndarray:
     return scaled.astype(np.uint16 if depth == 16 else np.uint8)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (hard links and symlinks too), existing or not."""
     try:
         if a.exists() and b.exists() and os.path.samefile(a, b):
             return True

@@ -16,7 +16,6 @@ the image (about 0.3 KB per pixel in fp32).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Iterable
 from os import PathLike
@@ -27,9 +26,9 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..engine import resolve_device
+from ..engine import resolve_device, save_result
 from ..errors import InputError
-from ..image import check_save_path, load_image, long_side_size, resize_to, save_image, to_array, to_tensor
+from ..image import check_save_path, load_image, long_side_size, resize_to, to_array, to_tensor
 from ..plugins import build_registries, get_plugin_manager, plugins_registered
 from ..records import Result
 from .model_file import FastModel, load_model
@@ -105,11 +104,7 @@ def stylize_fast_files(
     content = load_image(content_path)
     check_save_path(output_path, with_alpha=content.alpha is not None, protect=inputs)
     result = stylize_fast(content.rgb, model, config=config, plugins=plugins)
-    alpha = None
-    if content.alpha is not None:
-        alpha = np.clip(resize_to(content.alpha, result.image.shape[:2]), 0.0, 1.0)
-    save_image(output_path, result.image, alpha=alpha, bit_depth=content.bit_depth, protect=inputs)
-    return dataclasses.replace(result, alpha=alpha)
+    return save_result(output_path, result, content, protect=inputs)
 
 
 def result_color_method(name: str, registries: Any) -> Any:

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from ..image import same_file
 from .network import NetworkShape, TransformNet
 
 FORMAT = "nst-core fast style"
@@ -95,7 +96,7 @@ def save_model(
     target = Path(path)
     name = _show(target)
     for item in protect:
-        if _same_file(target, Path(item)):
+        if same_file(target, Path(item)):
             raise InputError(f"refusing to overwrite input file {name}; choose another model path")
     if not target.parent.is_dir():
         raise InputError(f"cannot save model {name}: directory {_show(target.parent)} does not exist")
@@ -244,15 +245,6 @@ def _check_payload(payload: Any, name: str) -> tuple[dict[str, Any], dict[str, t
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise InputError(f"cannot load model {name}: its metadata has no valid step count")
     return metadata, weights
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists() and os.path.samefile(a, b):
-            return True
-    except OSError:
-        pass
-    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 def _show(path: Path) -> str:
