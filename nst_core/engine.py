@@ -312,13 +312,14 @@ class _Run:
         return network
 
     def _objective(self, extractor):
+        network = self._network(extractor)
+
         def objective(point: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
             # The loss of the image as it will be saved: pixels outside [0, 1] count as clipped.
             # Unclipped, L-BFGS drifts out of range and the saved (clipped) result scores much
             # worse than the loss says: 0.73 instead of 0.62 after 300 steps at 512 px (README).
             image = point.clamp(0.0, 1.0)
-            with self._autocast():
-                features = extractor(self._layout(image))
+            features = network(image)
             losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
             return sum(losses.values()), losses
 

@@ -61,19 +61,6 @@ def available_bytes(device: torch.device) -> int:
         return 8 * 2**30
 
 
-def used_bytes(device: torch.device) -> int:
-    """Memory this process holds now (resident set on a CPU, allocated tensors on CUDA)."""
-    if device.type == "cuda":
-        return int(torch.cuda.memory_allocated(device))
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def default_budget(device: torch.device) -> int:
     """What a run's work may use when ``Config.max_memory`` is not set (PyTorch and the network
     not counted): a share of the memory available, on a CPU at most :data:`DEFAULT_CPU_CAP`."""
