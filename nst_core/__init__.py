@@ -5,8 +5,10 @@ Public API::
     from nst_core import Config, stylize, stylize_files
     result = stylize_files("photo.jpg", ["painting.jpg"], "out.png", config=Config(size=512))
 
-Fast styles (a network trained once per style, then one pass per photo) are in
-:mod:`nst_core.fast`: ``train_files``, ``stylize_fast_files``, ``list_models``.
+The method is a setting: ``Config(method="optimize")`` (the default, Gatys et al.'s
+optimization) or ``Config(method="fast", fast_model="starry_night")`` (a fast style: a network
+trained once per style, then one pass per photo; training and models are in
+:mod:`nst_core.fast`), or a plugin's method.
 """
 
 from .config import Config

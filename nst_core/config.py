@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -30,6 +31,12 @@ MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 COLOR_MATCHES = ("chol", "pca", "sym", "histogram")
 #: The smallest memory budget a run accepts (bytes).
 MIN_MEMORY = 16 * 2**20
+#: The largest seed: PyTorch's generators take 64-bit seeds, and a run adds its stage number.
+MAX_SEED = 2**63 - 1
+#: The longest time budget (a year, in seconds): beyond it a budget means nothing.
+MAX_TIME_BUDGET = 365 * 24 * 3600.0
+#: The longest output side (a 179-megapixel image, the input limit, is about 15 500 px square).
+MAX_SIDE = 65_535
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +47,13 @@ class Config:
     of its target (see :mod:`nst_core.losses`), so the same weights mean the same at any image
     size and for any network's activation scale.
     """
+
+    # --- method -------------------------------------------------------------------------------
+    #: How to paint: ``optimize`` (Gatys et al.'s optimization, the default), ``fast`` (a trained
+    #: fast-style model, :attr:`fast_model`) or a plugin's method (``nst_register_methods``).
+    method: str = "optimize"
+    #: The ``fast`` method's model: a ``.nst`` file, or the name of one in the models folders.
+    fast_model: str | None = None
 
     # --- size -----------------------------------------------------------------------------
     #: Long side of the output in pixels; ``None`` keeps the content image's size.
@@ -118,7 +132,15 @@ class Config:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_int("size", self.size, minimum=16, optional=True)
+        if not isinstance(self.method, str) or not self.method:
+            raise ConfigError(f"method must be a name such as 'optimize' or 'fast', got {self.method!r}")
+        if self.fast_model is not None:
+            if not isinstance(self.fast_model, (str, os.PathLike)) or not os.fspath(self.fast_model):
+                raise ConfigError(f"fast_model must be a model file or name, got {self.fast_model!r}")
+            object.__setattr__(self, "fast_model", os.fspath(self.fast_model))
+        if self.method == "fast" and self.fast_model is None:
+            raise ConfigError("method 'fast' needs fast_model (a .nst model file, or a model's name)")
+        _check_int("size", self.size, minimum=16, maximum=MAX_SIDE, optional=True)
         _check_float("style_scale", self.style_scale, minimum=0.05, maximum=8.0)
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -128,7 +150,7 @@ class Config:
         _check_int("max_memory", self.max_memory, minimum=MIN_MEMORY, optional=True)
         _check_int("coarse_iterations", self.coarse_iterations, minimum=1)
         if self.time_budget is not None:
-            _check_float("time_budget", self.time_budget, minimum=0.1)
+            _check_float("time_budget", self.time_budget, minimum=0.1, maximum=MAX_TIME_BUDGET)
         _check_choice("color_match", self.color_match, COLOR_MATCHES)
         _check_float("color_strength", self.color_strength, minimum=0.0, maximum=1.0)
         for name in ("content_weight", "style_weight", "tv_weight"):
@@ -136,7 +158,7 @@ class Config:
         _check_float("learning_rate", self.learning_rate, minimum=1e-8, maximum=10.0)
         _check_int("iterations", self.iterations, minimum=1)
         _check_int("save_every", self.save_every, minimum=0)
-        _check_int("seed", self.seed, minimum=0)
+        _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         for name in ("content_layers", "style_layers"):
             layers = _as_tuple(name, getattr(self, name))
             if not all(isinstance(layer, str) and layer for layer in layers):
@@ -173,13 +195,15 @@ def _as_tuple(name: str, value: Any) -> tuple:
     return tuple(value)
 
 
-def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None, optional: bool = False) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
 
 
 def _check_float(name: str, value: Any, *, minimum: float, maximum: float = math.inf) -> None:

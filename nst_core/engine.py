@@ -1,73 +1,74 @@
-"""One style-transfer run: images → features → losses → optimization → colour → image.
+"""The front door: paint a photo with whichever method the config names, from arrays or files.
 
 :func:`stylize` works on arrays and is what every front end calls; :func:`stylize_files` adds
 file input and output around it (alpha kept aside and put back, atomic writes, inputs never
-overwritten). Neither prints: they report through the run hooks of :mod:`nst_core.hookspecs`.
+overwritten). Both pick the method by ``Config.method`` from the registered methods
+(:mod:`nst_core.methods`: ``optimize``, ``fast`` and plugins'), give the run its own hook relay
+(:func:`nst_core.plugins.open_run`), and report through the run hooks of
+:mod:`nst_core.hookspecs`. Neither prints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .config import Config
-from .errors import ConfigError, InputError
-from .features import check_layers
-from .image import check_save_path, load_image, long_side_size, resize_to, save_image, to_array, to_tensor
-from .memory import MemoryPlan, NetworkCost, default_budget, measure_network, plan_memory
-from .optim import LBFGS_HISTORY, StopOptimization, optimize
-from .precision import Choice, time_step
-from .precision import choose as choose_layout
-from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget, size_label
-from .tiling import TiledEvaluator, check_tileable
-from .plugins import Registries, build_registries, get_plugin_manager, plugins_registered
-from .records import Progress, Result
-from .weights import infer_model
+from .device import resolve_device
+from .errors import InputError, setting
+from .image import check_save_path, load_image, resize_to, save_image
+from .optimization import upscale
+from .plugins import RunContext, open_run
+from .records import Result
 
-DEFAULT_MODEL = "vgg19"
-#: Long side of the image on which precision and memory format are timed (a few steps, once
-#: per machine; see :mod:`nst_core.precision`).
-PROBE_SIDE = 256
+__all__ = ["resolve_device", "save_result", "stylize", "stylize_files", "upscale"]
 
 
 def stylize(
     content: np.ndarray,
-    styles: Sequence[np.ndarray],
+    styles: Sequence[np.ndarray] = (),
     *,
     config: Config | None = None,
     plugins: Iterable[Any] = (),
 ) -> Result:
-    """Paint ``content`` in the style of ``styles``.
+    """Paint ``content`` in the style of ``styles`` (or of ``config.fast_model`` …).
 
     :param content: ``H×W×3`` float array in ``[0, 1]``.
-    :param styles: one or more ``H×W×3`` float arrays in ``[0, 1]``.
-    :param config: every setting; ``Config()`` when omitted.
-    :param plugins: objects with hook implementations (progress listeners, cancel checks) that
-        take part in this run only.
+    :param styles: one or more ``H×W×3`` float arrays in ``[0, 1]``, for methods that paint with
+        style images (``optimize``); none for the others (``fast``).
+    :param config: every setting, the method included; ``Config()`` when omitted.
+    :param plugins: objects with hook implementations (progress listeners, cancel checks, parts)
+        that take part in this run only.
     :return: the best image reached, its losses and what ran.
     """
-    config = config or Config()
-    started = time.perf_counter()
+    run = open_run(plugins)
+    return _stylize(content, styles, config or Config(), run)
+
+
+def _stylize(content: Any, styles: Sequence[Any], config: Config, run: RunContext) -> Result:
+    method = run.registries.methods.get(config.method)
     content = _check_array("content", content)
     styles = [_check_array(f"style {i + 1}", s) for i, s in enumerate(styles)]
-    pm = get_plugin_manager()
-    with plugins_registered(pm, plugins):
-        run = _Run(config, build_registries(pm), pm.hook, started)
-        return run.execute(content, styles)
+    if method.uses_styles and not styles:
+        raise InputError("at least one style image is needed")
+    if not method.uses_styles and styles:
+        raise InputError(f"the {config.method} method paints without style images; give none, or choose another "
+                         f"{setting('method')}")
+    result = method.run(content, styles, config=config, run=run)
+    run.hook.nst_result(result=result)
+    return result
 
 
 def stylize_files(
     content_path: str | PathLike,
-    style_paths: Sequence[str | PathLike],
-    output_path: str | PathLike,
+    style_paths: Sequence[str | PathLike] = (),
+    output_path: str | PathLike = "",
     *,
     config: Config | None = None,
     plugins: Iterable[Any] = (),
@@ -76,17 +77,20 @@ def stylize_files(
 
     The content's alpha channel is kept aside and put back on the output (resized); a 16-bit
     content image gives a 16-bit output where the format allows. The output is written even when
-    the run is cancelled (the best image so far); it may never be one of the input files.
+    the run is cancelled (the best image so far); it may never be one of the input files (the
+    content, the styles, or a file the method reads, such as a fast-style model).
     """
     config = config or Config()
-    inputs = [Path(content_path), *map(Path, style_paths)]
-    if config.init_image:
-        inputs.append(Path(config.init_image))
+    started = time.perf_counter()
+    run = open_run(plugins, started=started)
+    method = run.registries.methods.get(config.method)
+    reads = getattr(method, "inputs", None)
+    inputs = [Path(content_path), *map(Path, style_paths), *(Path(p) for p in (reads(config) if reads else ()))]
     content = load_image(content_path)
     # fail before minutes of work, not after; save_image checks the same again when it writes
     check_save_path(output_path, with_alpha=content.alpha is not None, protect=inputs)
     styles = [load_image(path).rgb for path in style_paths]
-    result = stylize(content.rgb, styles, config=config, plugins=plugins)
+    result = _stylize(content.rgb, styles, config, run)
     return save_result(output_path, result, content, protect=inputs)
 
 
@@ -105,357 +109,3 @@ def _check_array(name: str, array: Any) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
         raise InputError(f"{name} image must be H×W×3 RGB, got shape {array.shape}")
     return array.astype(np.float32, copy=False)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; a named CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    return device
-
-
-class _Run:
-    """The state of one :func:`stylize` call."""
-
-    def __init__(self, config: Config, registries: Registries, hook: Any, started: float) -> None:
-        self.config = config
-        self.hook = hook
-        self.started = started
-        self.color = registries.color_methods.get(config.preserve_color)
-        self.init = registries.init_methods.get(config.init)
-        self.model = config.model or infer_model(config) or DEFAULT_MODEL
-        self.spec = registries.extractors.get(self.model)
-        check_layers(config.content_layers, self.spec.layer_names, model=self.model)
-        check_layers(config.style_layers, self.spec.layer_names, model=self.model)
-        self.terms = {
-            name: term for name, factory in registries.losses.items() if (term := factory(config)) is not None
-        }
-        if not self.terms:
-            raise ConfigError("every loss weight is zero: nothing to optimize")
-        self.device = resolve_device(config.device)
-        self.cancel_requested = False
-        self.budget: BudgetClock | None = None
-        self.choice = Choice(config.precision, config.memory_format, reason="as configured")
-
-    def execute(self, content: np.ndarray, styles: list[np.ndarray]) -> Result:
-        config = self.config
-        if not styles:
-            raise InputError("at least one style image is needed")
-        blend = self._blend(len(styles))
-        out_hw = long_side_size(content.shape[:2], config.size)
-        content = resize_to(content, out_hw)
-        style_long_side = max(16, round(max(out_hw) * config.style_scale))
-        styles = [resize_to(s, long_side_size(s.shape[:2], style_long_side)) for s in styles]
-        content_for_run, styles_for_run, color_state = self.color.prepare(content, styles, config=config)
-        if getattr(color_state, "notice", None):  # e.g. "luminance transfer is a no-op on grayscale"
-            self.hook.nst_notice(message=color_state.notice)
-
-        layer_order = self.spec.layer_names
-        layers = sorted({name for term in self.terms.values() for name in term.layers}, key=layer_order.index)
-        if not layers:  # e.g. only total variation: the network still needs one layer to build
-            layers = [layer_order[0]]
-        extractor = self.spec.build(config=config, layers=layers, device=self.device)
-        source = getattr(extractor, "source", self.model)
-        self.hook.nst_notice(message=f"{self.model} with weights from {source}, on {self.device}")
-
-        probe_hw = long_side_size(out_hw, min(max(out_hw), PROBE_SIDE))
-        self.choice = self._choose_layout(extractor, probe_hw, layers[-1])
-        self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")
-        stages = plan_stages(out_hw, self._plan_config(out_hw, probe_hw))
-        if self.choice.memory_format == "channels_last":
-            extractor = extractor.to(memory_format=torch.channels_last)
-        if len(stages) > 1:
-            sizes = " → ".join(stage.label for stage in stages)
-            self.hook.nst_notice(message=f"coarse to fine: {sizes}")
-
-        budget = BudgetClock(config.time_budget, self.started, stages) if config.time_budget else None
-        self.budget = budget
-        cost = measure_network(extractor, self._content_target_layers(), self.device)
-        memory_budget = config.max_memory or default_budget(self.device)
-        generator = torch.Generator().manual_seed(config.seed)
-        image: torch.Tensor | None = None
-        steps_done, best_step, cancelled = 0, 0, False
-        best_losses: Mapping[str, float] = {}
-        tiling = "none"
-        for stage in stages:
-            if budget and image is not None and not budget.affordable(stage):
-                self.hook.nst_notice(
-                    message=f"time budget: no time for a step at {stage.label}; the result is upscaled "
-                    f"from {size_label(tuple(image.shape))}"
-                )
-                break
-            history = min(LBFGS_HISTORY, stage.iterations)
-            plan = plan_memory(stage.hw, out_hw, budget=memory_budget, cost=cost, history=history)
-            reporter = _StageReporter(self, stages, stage, steps_done, finish=lambda best: self._finish(
-                best, out_hw, content, color_state))
-            tiles = self._tiles_for(extractor, plan, cost, stage, memory_budget, reporter) if plan.tiled else None
-            if tiles is not None:
-                tiling = f"{plan.core}px tiles + {plan.halo}px halo"
-            content_tensor = to_tensor(resize_to(content_for_run, stage.hw), self.device)
-            self._set_targets(extractor, content_tensor, styles_for_run, stage, blend, tiles=tiles,
-                              style_tiles=self._style_tiles(extractor, cost, stage, memory_budget, out_hw))
-            if image is None:
-                start = self.init(content=content_tensor, config=config, generator=generator)
-            else:
-                start = upscale(image, stage.hw)
-            del content_tensor
-            if budget:
-                budget.start_stage(stage)
-            objective = tiles.objective(self.terms) if tiles is not None else self._objective(extractor)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(config.seed + stage.number - 1)
-                iterations = stage.iterations if budget is None else 10**9
-                outcome = optimize(
-                    start, objective, optimizer=config.optimizer, iterations=iterations,
-                    learning_rate=config.learning_rate, on_step=reporter.on_step, horizon=stage.iterations,
-                    history=plan.history,
-                )
-            del start, objective
-            if outcome.steps:
-                best_step, best_losses = steps_done + outcome.best_step, outcome.best_losses
-            steps_done += outcome.steps
-            image = outcome.best_image
-            if self.cancel_requested:
-                cancelled = True
-                break
-
-        assert image is not None
-        result = Result(
-            image=self._finish(image, out_hw, content, color_state),
-            losses=best_losses,
-            steps=steps_done,
-            best_step=best_step,
-            elapsed=time.perf_counter() - self.started,
-            cancelled=cancelled,
-            info={
-                "model": self.model,
-                "weights": str(source),
-                "device": str(self.device),
-                "precision": self.choice.precision,
-                "memory_format": self.choice.memory_format,
-                "size": f"{out_hw[1]}x{out_hw[0]}",
-                "scales": " ".join(stage.label for stage in stages),
-                "tiling": tiling,
-                "max_memory": str(memory_budget),
-            },
-        )
-        self.hook.nst_result(result=result)
-        return result
-
-    def _set_targets(self, extractor, content_tensor, styles_for_run, stage: Stage, blend, *, tiles, style_tiles) -> None:
-        """Content and style targets at ``stage``'s size (the style keeps its size ratio).
-
-        With ``tiles`` the content features are assembled from tiles; with ``style_tiles`` the
-        style images' statistics are summed over tiles (a style image as large as the stage).
-        """
-        style_side = max(16, round(max(stage.hw) * self.config.style_scale))
-        style_tensors = (
-            to_tensor(resize_to(s, long_side_size(s.shape[:2], style_side)), self.device) for s in styles_for_run
-        )
-        with torch.no_grad(), self._autocast():
-            if tiles is not None:
-                content_features = tiles.whole_maps(content_tensor, self._content_target_layers())
-            else:
-                content_features = extractor(self._layout(content_tensor))
-            for term in self.terms.values():
-                term.set_content_targets(content_features)
-            del content_features
-            if style_tiles is not None:
-                statistics = [style_tiles.summed_statistics(style, self.terms) for style in style_tensors]
-                for name, term in self.terms.items():
-                    if term.layers:  # terms that read no features have no style targets
-                        term.set_style_statistics([s[name] for s in statistics], blend)
-                return
-            style_features = [extractor(self._layout(style)) for style in style_tensors]
-            for term in self.terms.values():
-                term.set_style_targets(style_features, blend)
-
-    def _content_target_layers(self) -> tuple[str, ...]:
-        layers = {name for term in self.terms.values() for name in getattr(term, "content_target_layers", term.layers)}
-        return tuple(sorted(layers, key=self.spec.layer_names.index))
-
-    def _tiles_for(self, extractor, plan: MemoryPlan, cost: NetworkCost, stage: Stage, memory_budget: int, reporter):
-        """The tiled evaluator of a stage too large for memory, reporting progress per tile."""
-        check_tileable(self.terms)
-        tiles = TiledEvaluator(
-            self._network(extractor), core=plan.core, halo=plan.halo, strides=cost.strides, on_tile=reporter.on_tile,
-        )
-        count = len(tiles.parts(stage.hw, shift=False))
-        self.hook.nst_notice(
-            message=f"{stage.label} does not fit in {memory_budget / 2**30:.1f} GiB of memory whole: "
-            f"{count} tiles of up to {plan.core} px (+{plan.halo} px overlap), seams moving every step"
-        )
-        return tiles
-
-    def _style_tiles(self, extractor, cost: NetworkCost, stage: Stage, memory_budget: int, out_hw):
-        """A tiled evaluator for the style images at ``stage`` if their pass does not fit whole."""
-        style_side = max(16, round(max(stage.hw) * self.config.style_scale))
-        style_hw = long_side_size(stage.hw, style_side)  # the content's aspect: an upper bound
-        style_hw = (max(style_hw), max(style_hw))
-        plan = plan_memory(style_hw, out_hw, budget=memory_budget, cost=cost, history=0)
-        if not plan.tiled:
-            return None
-        check_tileable(self.terms)
-        return TiledEvaluator(self._network(extractor), core=plan.core, halo=plan.halo, strides=cost.strides)
-
-    def _network(self, extractor):
-        def network(image: torch.Tensor):
-            with self._autocast():
-                return extractor(self._layout(image))
-
-        return network
-
-    def _objective(self, extractor):
-        network = self._network(extractor)
-
-        def objective(point: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
-            # The loss of the image as it will be saved: pixels outside [0, 1] count as clipped.
-            # Unclipped, L-BFGS drifts out of range and the saved (clipped) result scores much
-            # worse than the loss says: 0.73 instead of 0.62 after 300 steps at 512 px (README).
-            image = point.clamp(0.0, 1.0)
-            features = network(image)
-            losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
-            return sum(losses.values()), losses
-
-        return objective
-
-    def _finish(self, image: torch.Tensor, out_hw, content: np.ndarray, color_state) -> np.ndarray:
-        """The optimized image at the output size with the colour method's finish applied."""
-        array = to_array(upscale(image, out_hw))
-        return np.clip(self.color.finish(array, content, color_state, config=self.config), 0.0, 1.0)
-
-    def _plan_config(self, out_hw, probe_hw) -> Config:
-        """The config whose plan the run follows: with a small time budget, more sizes."""
-        config = self.config
-        if config.time_budget is None or config.scales > 1 or self.choice.step_seconds is None:
-            return config
-        scales = scales_for_budget(
-            out_hw[0] * out_hw[1], config.time_budget,
-            step_seconds=self.choice.step_seconds, step_pixels=probe_hw[0] * probe_hw[1],
-        )
-        return config.replace(scales=scales)
-
-    def _choose_layout(self, extractor, probe_hw: tuple[int, int], deepest: str) -> Choice:
-        """Precision and memory format: as configured, or measured on a ``probe_hw`` image."""
-        config = self.config
-        probe_image = torch.rand((1, 3, *probe_hw), generator=torch.Generator().manual_seed(0)).to(self.device)
-
-        def probe(precision: str, memory_format: str) -> float:
-            layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-            net = extractor.to(memory_format=layout)
-            autocast = _autocast_for(precision, self.device)
-
-            def step() -> None:
-                point = probe_image.contiguous(memory_format=layout).requires_grad_(True)
-                with autocast:
-                    features = net(point)
-                sum(f.float().square().mean() for f in features.values()).backward()
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-
-            try:
-                return time_step(step)
-            finally:
-                extractor.to(memory_format=torch.contiguous_format)
-
-        return choose_layout(
-            config.precision, config.memory_format, self.device, probe=probe,
-            cache_key=f"{self.model} to {deepest} at {probe_hw[1]}x{probe_hw[0]}",
-        )
-
-    def _layout(self, image: torch.Tensor) -> torch.Tensor:
-        if self.choice.memory_format == "channels_last":
-            return image.contiguous(memory_format=torch.channels_last)
-        return image
-
-    def _blend(self, count: int) -> list[float]:
-        blend = self.config.style_blend or (1.0,) * count
-        if len(blend) != count:
-            raise ConfigError(f"style blend has {len(blend)} weights for {count} style images")
-        return [b / sum(blend) for b in blend]
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return _autocast_for(self.choice.precision, self.device)
-
-
-class _StageReporter:
-    """Progress of one stage: after each step (``on_step``) and, when tiled, each tile (``on_tile``).
-
-    Reports through the run hooks, writes snapshots, asks whether to cancel, and enforces the
-    time budget, also between the tiles of a long step.
-    """
-
-    def __init__(self, run: _Run, stages: tuple[Stage, ...], stage: Stage, steps_before: int, *, finish) -> None:
-        self.run = run
-        self.stages = stages
-        self.stage = stage
-        self.steps_before = steps_before
-        self.finish = finish
-        self.began = self.last_step_end = time.perf_counter()
-        self.steps = 0
-        self.losses: Mapping[str, float] = {}
-        self.planned_total = sum(s.iterations for s in stages)
-
-    def on_step(self, step: int, losses: Mapping[str, float], best: Callable[[], torch.Tensor]) -> bool:
-        run, budget = self.run, self.run.budget
-        now = time.perf_counter()
-        self.steps, self.losses, self.last_step_end = step, losses, now
-        out_of_time = budget.step_done() if budget else False
-        progress = self._progress(now, remaining=self._remaining(now, step, (now - self.began) / step))
-        run.hook.nst_progress(progress=progress)
-        if run.config.save_every and progress.step % run.config.save_every == 0:
-            run.hook.nst_intermediate(image=self.finish(best()), progress=progress)
-        if run.hook.nst_should_cancel(progress=progress):
-            run.cancel_requested = True
-        return run.cancel_requested or out_of_time
-
-    def on_tile(self, done: int, tiles: int) -> None:
-        """Between two tiles of a step: report, and stop the step if cancelled or out of time."""
-        run, budget = self.run, self.run.budget
-        now = time.perf_counter()
-        step_pace = (now - self.last_step_end) * tiles / done  # this step's duration, extrapolated
-        remaining = step_pace * (1 - done / tiles) + self._remaining(now, self.steps + 1, step_pace)
-        progress = self._progress(now, remaining=remaining, tile=done, tiles=tiles)
-        run.hook.nst_progress(progress=progress)
-        if run.hook.nst_should_cancel(progress=progress):
-            run.cancel_requested = True
-        if run.cancel_requested or (budget is not None and budget.left() <= 0):
-            raise StopOptimization
-
-    def _remaining(self, now: float, steps_in_stage: int, pace: float) -> float:
-        budget = self.run.budget
-        if budget:
-            return budget.left()
-        return remaining_seconds(self.stages, self.stage, steps_in_stage, pace)
-
-    def _progress(self, now: float, *, remaining: float, tile: int = 0, tiles: int = 0) -> Progress:
-        budget = self.run.budget
-        step = self.steps_before + self.steps
-        total = step + budget.estimated_steps_left() if budget else self.planned_total
-        return Progress(
-            step=step, total=total, losses=self.losses, elapsed=now - self.run.started,
-            scale=self.stage.number, scales=len(self.stages), size=self.stage.label, remaining=remaining,
-            tile=tile, tiles=tiles,
-        )
-
-
-def _autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast of the network to ``precision`` (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def upscale(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """``image`` (``1×3×H×W``) resized to ``hw`` (bicubic, kept in ``[0, 1]``); as is if it fits."""
-    if tuple(image.shape[-2:]) == tuple(hw):
-        return image
-    resized = torch.nn.functional.interpolate(image, size=tuple(hw), mode="bicubic", align_corners=False)
-    return resized.clamp_(0.0, 1.0)

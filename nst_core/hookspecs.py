@@ -7,10 +7,18 @@ are plugins too and register through these same hooks. Third-party plugins are f
 
 Two kinds of hooks:
 
-* **registration hooks** (``nst_register_*``) are called once, when the registries are first
-  built; each receives a ``register(name, thing)`` callable. Registering a name twice is an error.
+* **registration hooks** (``nst_register_*``) fill the registries (networks, losses, colour,
+  init and style-transfer methods, model folders); each receives a ``register(name, thing)``
+  callable, and registering a name twice is an error. The process-wide registries are built the
+  first time a run or a front end needs them and then shared, read-only, by every run
+  (:func:`nst_core.plugins.shared_registries`); a run whose own plugins register something gets
+  registries of its own, built for it alone. So a registration hook may be called more than
+  once per process: it must register the same things each time, cheaply.
 * **run hooks** are called by the engine during a run; they receive immutable records and must
-  not change them. The engine never prints: front ends listen to these hooks.
+  not change them. The engine never prints: front ends listen to these hooks. Every run has its
+  own hook relay: the plugins passed to one run (``stylize(..., plugins=[...])``) hear that run
+  only, also when several runs go on at once in one process (threads, a batch worker, a preview
+  server); plugins registered with the process-wide manager hear every run.
 
 Example, a plugin that adds a colour method and logs progress::
 
@@ -32,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 if TYPE_CHECKING:
-    from .records import Progress, Result
+    from .records import Plan, Progress, Result
 
 PROJECT_NAME = "nst_core"
 
@@ -55,7 +63,7 @@ def nst_register_feature_extractors(register: Callable[[str, Any], None]) -> Non
         function returning a frozen ``torch.nn.Module`` that maps a ``1×3×H×W`` RGB image in
         ``[0, 1]`` to a ``dict`` of the requested layers' activations.
 
-    Called once, when the registries are first built. The built-in ``vgg16`` and ``vgg19``
+    Called when registries are built (see the module doc). The built-in ``vgg16`` and ``vgg19``
     register here. ``Config.model`` selects an extractor by name.
     """
 
@@ -69,8 +77,8 @@ def nst_register_losses(register: Callable[[str, Any], None]) -> None:
         :class:`nst_core.registry.LossTerm` for this run, or ``None`` when the term is off
         (for example when its weight is zero).
 
-    Called once, when the registries are first built. The built-in ``content``, ``style`` and
-    ``tv`` terms register here. Every registered term whose factory returns a term takes part in
+    Called when registries are built (see the module doc). The built-in ``content``, ``style``
+    and ``tv`` terms register here. Every registered term whose factory returns a term takes part in
     every run; the total loss is the sum of ``term.weight * term(...)``.
     """
 
@@ -84,8 +92,8 @@ def nst_register_color_methods(register: Callable[[str, Any], None]) -> None:
         ``prepare`` may change the content and style images before the optimization, its
         ``finish`` changes the optimized image afterwards.
 
-    Called once, when the registries are first built. ``Config.preserve_color`` selects one by
-    name; the built-in ``none`` leaves colours alone.
+    Called when registries are built (see the module doc). ``Config.preserve_color`` selects one
+    by name; the built-in ``none`` leaves colours alone.
     """
 
 
@@ -98,8 +106,8 @@ def nst_register_init_methods(register: Callable[[str, Any], None]) -> None:
         float tensor shaped like ``content`` (``1×3×H×W``, values in ``[0, 1]``); ``generator``
         is a seeded ``torch.Generator`` to draw any randomness from.
 
-    Called once, when the registries are first built. ``Config.init`` selects one by name; the
-    built-ins are ``content``, ``noise`` and ``image``.
+    Called when registries are built (see the module doc). ``Config.init`` selects one by name;
+    the built-ins are ``content``, ``noise`` and ``image``.
     """
 
 
@@ -111,9 +119,26 @@ def nst_register_fast_model_folders(register: Callable[[str, Any], None]) -> Non
         Call ``register(name, folder)`` with a path (``str`` or ``os.PathLike``); the folder need
         not exist yet.
 
-    Called whenever the registries are built. The built-in ``user`` folder is nst-core's cache's
-    ``models`` folder. Front ends list the models of every folder
+    Called when registries are built (see the module doc). The built-in ``user`` folder is
+    nst-core's cache's ``models`` folder (a path object that looks the cache up each time it is
+    used, so it follows ``$NST_CORE_CACHE_DIR``). Front ends list the models of every folder
     (:func:`nst_core.fast.list_models`) and find one by name (:func:`nst_core.fast.find_model`).
+    """
+
+
+@hookspec
+def nst_register_methods(register: Callable[[str, Any], None]) -> None:
+    """Register ways to paint a photo (style-transfer methods) by name.
+
+    :param register:
+        Call ``register(name, method)`` with a :class:`nst_core.registry.Method`: an object with a
+        ``description``, ``uses_styles`` (whether it needs painting images) and
+        ``run(content, styles, *, config, run)`` returning a :class:`nst_core.records.Result`.
+
+    Called when registries are built (see the module doc). ``Config.method`` selects one by
+    name; the built-ins are ``optimize`` (Gatys et al.'s optimization) and ``fast`` (a trained
+    feed-forward network, ``Config.fast_model``). Batches, the GIMP plug-in and the command line
+    reach every registered method the same way, through :func:`nst_core.stylize`.
     """
 
 
@@ -133,6 +158,18 @@ def nst_notice(message: str) -> None:
 
 
 @hookspec
+def nst_plan(plan: Plan) -> None:
+    """Receive the :class:`nst_core.records.Plan` of a run once it is known, before its first step.
+
+    :param plan: The method, the sizes the run will work at with their steps, and the total
+        number of steps (an estimate when a time budget decides).
+
+    Called once per run, after the network is loaded and the sizes are planned. Front ends take
+    their progress totals from here instead of working them out from the settings.
+    """
+
+
+@hookspec
 def nst_progress(progress: Progress) -> None:
     """Receive a :class:`nst_core.records.Progress` record after each optimization step.
 
@@ -146,16 +183,17 @@ def nst_progress(progress: Progress) -> None:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def nst_should_cancel(progress: Progress) -> bool | None:
     """Ask whether the run should stop now.
 
-    :param progress: The step just finished.
+    :param progress: The step just finished (or, on a size computed in tiles, the tile).
     :return: ``True`` to stop; ``None`` or ``False`` to go on.
 
-    Called after each step, once :func:`nst_progress` has been called. Stops at the first
-    non-``None`` result. A cancelled run still returns the best image reached, with
-    ``Result.cancelled`` set.
+    Called after each step, once :func:`nst_progress` has been called, and between the tiles of
+    a tiled step. Every implementation is asked, and the run stops when any of them answers
+    ``True``: one plugin's ``False`` never hides another's ``True``. A cancelled run still
+    returns the best image reached, with ``Result.cancelled`` set.
     """
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, setting
 
 #: Share of the memory available when a run starts that it takes by default.
 DEFAULT_SHARE = 0.5
@@ -105,11 +105,20 @@ class NetworkCost:
         return max(self.strides.values(), default=1)
 
 
-def measure_network(network, layers_for_targets: tuple[str, ...], device: torch.device, *, side: int = 128) -> NetworkCost:
+def measure_network(
+    network,
+    layers_for_targets: tuple[str, ...],
+    device: torch.device,
+    *,
+    side: int = 128,
+    float_copies: tuple[str, ...] = (),
+) -> NetworkCost:
     """Count the activations ``network`` produces for a ``side``² image (forward hooks).
 
-    ``network(image) -> {layer: features}``; every leaf module's output is counted, which is
-    what autograd keeps for the backward pass.
+    ``network(image) -> {layer: features}``; every leaf module's output is counted at four bytes
+    a value, which is what autograd keeps for the backward pass in fp32 (and more than it keeps
+    in bf16). ``float_copies`` are the layers the loss terms convert to float32 when the network
+    runs in a lower precision: those copies are kept for the backward pass too, on top.
     """
     counted = 0
 
@@ -125,6 +134,7 @@ def measure_network(network, layers_for_targets: tuple[str, ...], device: torch.
     finally:
         for handle in handles:
             handle.remove()
+    counted += sum(features[name].numel() for name in float_copies if name in features)
     pixels = side * side
     strides = {name: max(1, round(side / f.shape[-1])) for name, f in features.items()}
     targets = sum(features[name].numel() for name in layers_for_targets if name in features)
@@ -191,9 +201,10 @@ def plan_memory(
     core = smallest_core
     if fixed(pairs) + _tile_bytes(core, halo, cost) > room:
         need = fixed(MIN_HISTORY) + _tile_bytes(smallest_core, halo, cost)
+        where = "" if stage_hw == tuple(out_hw) else f" (at its {stage_hw[1]}x{stage_hw[0]} stage)"
         raise ConfigError(
-            f"not enough memory for {stage_hw[1]}x{stage_hw[0]}: the budget is {_gib(budget)} and the run "
-            f"needs at least {_gib(need)}; raise --max-memory or lower --size"
+            f"not enough memory for a {out_hw[1]}x{out_hw[0]} result: the budget is {_gib(budget)} and the run "
+            f"needs at least {_gib(need)}{where}; raise {setting('max_memory')} or lower {setting('size')}"
         )
     longest = max(stage_hw)
     while core + align <= longest and fixed(pairs) + _tile_bytes(core + align, halo, cost) <= room:

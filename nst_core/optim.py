@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim.lbfgs import _strong_wolfe  # a plain function: no torch._dynamo import
 
-from .errors import OptimizationError
+from .errors import OptimizationError, setting
 
 #: ``objective(image) -> (total loss, {term: weighted loss})``.
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, Mapping[str, torch.Tensor]]]
@@ -55,8 +55,10 @@ class StopOptimization(Exception):
 class _Tracker:
     """Evaluates the objective, counts steps, keeps the best image, reports each step."""
 
-    def __init__(self, objective: Objective, total: int, on_step: StepCallback) -> None:
+    def __init__(self, objective: Objective, total: int, on_step: StepCallback, *, advice: str) -> None:
         self.objective = objective
+        #: What to try when the loss stops being finite (it depends on the optimizer).
+        self.advice = advice
         self.total = total
         self.on_step = on_step
         self.steps = 0
@@ -73,10 +75,7 @@ class _Tracker:
         total, terms = self.objective(image)
         value = float(total.detach())
         if not math.isfinite(value):
-            raise OptimizationError(
-                f"the loss became {value} at step {self.steps + 1}; "
-                "lower the style weight or the learning rate, or use --optimizer lbfgs"
-            )
+            raise OptimizationError(f"the loss became {value} at step {self.steps + 1}; {self.advice}")
         total.backward()
         self.steps += 1
         losses = {name: float(term.detach()) for name, term in terms.items()}
@@ -117,7 +116,10 @@ def optimize(
     ``history`` the number of L-BFGS correction pairs kept (each holds two image-sized tensors).
     """
     image = start.detach().clone().requires_grad_(True)
-    tracker = _Tracker(objective, iterations, on_step)
+    lower = f"lower {setting('style_weight')}"
+    advice = (f"{lower} or {setting('learning_rate')}, or set {setting('optimizer')} to lbfgs"
+              if optimizer == "adam" else f"{lower}, or start from another image ({setting('init')})")
+    tracker = _Tracker(objective, iterations, on_step, advice=advice)
     if optimizer == "lbfgs":
         _run_lbfgs(image, tracker, history_size=history)
     else:

@@ -1,4 +1,4 @@
-"""Small immutable records the engine hands to front ends: progress and results."""
+"""Small immutable records the engine hands to front ends: plans, progress and results."""
 
 from __future__ import annotations
 
@@ -10,6 +10,38 @@ from typing import Any
 
 def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType({key: float(value) for key, value in mapping.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What a run is going to do, known before its first step (see ``nst_plan``)."""
+
+    #: The method's name (``optimize``, ``fast`` …).
+    method: str
+    #: ``(WIDTHxHEIGHT, steps)`` of each size worked at, coarse to fine.
+    stages: tuple[tuple[str, int], ...] = ()
+    #: Whether a time budget decides the steps (then :attr:`total` is what the plan would take
+    #: without it, and progress records carry the budget's own estimate).
+    budgeted: bool = False
+
+    @property
+    def total(self) -> int:
+        """Steps planned in all (0 for a method without steps, such as one network pass)."""
+        return sum(steps for _, steps in self.stages)
+
+    @property
+    def size(self) -> str:
+        """``WIDTHxHEIGHT`` of the result."""
+        return self.stages[-1][0] if self.stages else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of this record."""
+        return {
+            "method": self.method,
+            "total": self.total,
+            "stages": [{"size": size, "steps": steps} for size, steps in self.stages],
+            "budgeted": self.budgeted,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import torch
 
     from .config import Config
+    from .plugins import RunContext
+    from .records import Result
 
 T = TypeVar("T")
 
@@ -104,6 +106,32 @@ class ColorMethod(Protocol):
 
     def finish(self, output: np.ndarray, content: np.ndarray, state: Any, *, config: Config) -> np.ndarray:
         """The final image from the optimized one (``content`` at the output's size)."""
+
+
+@runtime_checkable
+class Method(Protocol):
+    """A way to paint a photo: the optimization, a trained fast style, a plugin's network …
+
+    A method object lives as long as the process and is shared by every run: what it loads
+    (networks, weights) it may keep between runs, keyed by what the settings ask for, so that
+    a batch worker or a preview server pays for loading once.
+    """
+
+    #: One line for ``--help``.
+    description: str
+    #: Whether the method paints with style images (else with something the config names,
+    #: such as ``Config.fast_model``); front ends then ask for style images or not.
+    uses_styles: bool
+
+    def run(
+        self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config, run: RunContext
+    ) -> Result:
+        """Paint ``content`` (``H×W×3`` float32 in ``[0, 1]``) and return the result.
+
+        ``styles`` are the style images (empty for a method that does not use them). Report
+        through ``run.hook`` (``nst_plan`` first, then ``nst_progress``, ``nst_notice`` …; the
+        engine calls ``nst_result``), and stop early when ``run.cancelled()`` says so.
+        """
 
 
 class Registry(Generic[T]):

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, setting
 from .parts import Part, grid, shifted_offsets
 
 #: ``network(image) -> {layer: features}`` (layout and precision already applied).
@@ -44,7 +44,7 @@ def check_tileable(terms: Mapping[str, Any]) -> None:
         ):
             raise ConfigError(
                 f"the loss term {name!r} cannot be computed in tiles, and this image does not fit the "
-                "memory budget whole; raise --max-memory or lower --size"
+                f"memory budget whole; raise {setting('max_memory')} or lower {setting('size')}"
             )
 
 

@@ -170,7 +170,7 @@ def test_an_existing_model_is_not_overwritten_without_resume(random_weights, tmp
     path = tmp_path / "m.nst"
     train(style, photos, path, style_name="s", settings=tiny_settings(steps=2))
     before = path.read_bytes()
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="set resume to continue"):
         train(style, photos, path, style_name="s", settings=tiny_settings(steps=2))
     assert path.read_bytes() == before
 

@@ -113,8 +113,9 @@ def test_memory_plan_whole_when_it_fits_else_the_largest_tiles_that_do():
     assert larger_budget.core > huge.core
     squeezed = plan_memory((2000, 3000), (2000, 3000), budget=2 * 2**30, cost=cost, history=50)
     assert squeezed.tiled and 3 <= squeezed.history < 50
-    with pytest.raises(ConfigError, match="--max-memory"):
+    with pytest.raises(ConfigError, match="a 4000x3000 result.*raise max_memory") as raised:
         plan_memory((3000, 4000), (3000, 4000), budget=2**30, cost=cost, history=3)
+    assert "raise --max-memory or lower --size" in raised.value.render(lambda name: "--" + name.replace("_", "-"))
 
 
 def test_large_outputs_are_found_small_and_refined_at_each_doubling():
@@ -155,7 +156,7 @@ def test_cancel_between_tiles_keeps_the_start_image(random_weights, small_pair):
 
 
 def test_a_budget_too_small_for_one_tile_is_a_clear_error(random_weights, small_pair):
-    with pytest.raises(ConfigError, match="not enough memory for 128x96.*--max-memory"):
+    with pytest.raises(ConfigError, match="not enough memory for a 128x96 result.*raise max_memory or lower size"):
         stylize(small_pair[0], [small_pair[1]], config=Config(size=128, iterations=1, max_memory=16 * 2**20))
 
 

@@ -8,12 +8,12 @@ hold with :func:`list_models` and resolve a ``--fast-model`` value with :func:`f
 
 from __future__ import annotations
 
+import os
 from os import PathLike
 from pathlib import Path
 
 from ..errors import InputError
 from ..hookspecs import hookimpl
-from ..plugins import build_registries, get_plugin_manager
 from .model_file import SUFFIX, FastModelInfo, read_info
 
 
@@ -24,10 +24,22 @@ def default_models_folder() -> Path:
     return cache_dir() / "models"
 
 
+class _DefaultModelsFolder(os.PathLike):
+    """:func:`default_models_folder` as a path object that looks the cache up when it is used, so
+    that the registries can be built once and still follow ``$NST_CORE_CACHE_DIR``."""
+
+    def __fspath__(self) -> str:
+        return os.fspath(default_models_folder())
+
+    def __repr__(self) -> str:
+        return f"<models folder {self.__fspath__()!r}>"
+
+
 def model_folders() -> list[Path]:
     """Every registered models folder, in registration order (built-in first)."""
-    registries = build_registries(get_plugin_manager())
-    return [Path(folder) for _, folder in registries.model_folders.items()]
+    from ..plugins import shared_registries
+
+    return [Path(folder) for _, folder in shared_registries().model_folders.items()]
 
 
 def list_models() -> list[FastModelInfo]:
@@ -59,4 +71,4 @@ def find_model(name_or_path: str | PathLike) -> Path:
 
 @hookimpl
 def nst_register_fast_model_folders(register) -> None:
-    register("user", default_models_folder())
+    register("user", _DefaultModelsFolder())

@@ -17,7 +17,8 @@ RGB image in ``[0, 1]`` whatever the weights.
 Johnson's network has 32/64/128 channels and 5 residual blocks: about 120 GFLOP for a 1024×768
 photo, ~1.5 s on a GPU of 2016 but several seconds on a small CPU. The default here
 (:data:`DEFAULT_SHAPE`) is narrower; the shape is stored in each model file, so any width loads.
-Any input size works: the network pads to a multiple of 4 and crops back.
+Any input size works, down to one pixel: the network pads (edge pixels repeated) to a multiple of
+4 of at least :data:`MIN_SIDE` and crops back.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+#: The smallest side the layers work on: the 9×9 convolutions' reflection padding needs more
+#: than 4 pixels, at full size and (after two stride-2 convolutions) for the 3×3 ones at a quarter.
+MIN_SIDE = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +130,8 @@ class TransformNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
-        # stride 4 down and ×4 up: pad to a multiple of 4 (reflection), crop back afterwards
-        pad_h, pad_w = -height % 4, -width % 4
+        # stride 4 down and ×4 up: pad to a multiple of 4 (and to MIN_SIDE), crop back afterwards
+        pad_h, pad_w = max(-height % 4, MIN_SIDE - height), max(-width % 4, MIN_SIDE - width)
         x = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else image
         x = self.decoder(self.residuals(self.encoder(x)))
         return torch.sigmoid(x[..., :height, :width])

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..engine import resolve_device
-from ..errors import ConfigError, InputError, OptimizationError
-from ..features import check_layers
+from ..device import autocast, check_precision, resolve_device
+from ..errors import ConfigError, InputError, OptimizationError, setting
 from ..image import load_image, long_side_size, resize_to, to_tensor
-from ..plugins import build_registries, get_plugin_manager, plugins_registered
+from ..objective import build_objective
+from ..plugins import open_run
 from ..precision import choose as choose_precision
 from ..precision import time_step
 from ..records import Progress
@@ -199,13 +199,11 @@ def train(
     output = Path(output_path)
     if not photos:
         raise InputError("training needs at least one photo")
-    pm = get_plugin_manager()
-    with plugins_registered(pm, plugins):
-        trainer = _Trainer(config, settings, output, resume=resume, hook=pm.hook, started=started,
-                           registries=build_registries(pm), protect=list(protect))
-        with _flush_denormals():
-            return trainer.run(np.asarray(style, dtype=np.float32), [np.asarray(p, dtype=np.float32) for p in photos],
-                               style_name=style_name)
+    run = open_run(plugins, started=started)
+    trainer = _Trainer(config, settings, output, resume=resume, run=run, protect=list(protect))
+    with _flush_denormals():
+        return trainer.run(np.asarray(style, dtype=np.float32), [np.asarray(p, dtype=np.float32) for p in photos],
+                           style_name=style_name)
 
 
 @contextlib.contextmanager
@@ -223,13 +221,15 @@ def _flush_denormals():
 class _Trainer:
     """The state of one :func:`train` call."""
 
-    def __init__(self, config: Config, settings: TrainingSettings, output: Path, *, resume: bool, hook: Any,
-                 started: float, registries: Any, protect: list) -> None:
-        self.hook = hook
-        self.started = started
+    def __init__(self, config: Config, settings: TrainingSettings, output: Path, *, resume: bool, run: Any,
+                 protect: list) -> None:
+        self.run_context = run
+        self.hook = run.hook
+        self.started = run.started
         self.output = output
         self.protect = protect
         self.device = resolve_device(config.device)
+        check_precision(config.precision, self.device)
         self.resumed = None
         if resume:
             self.resumed = load_model(output)
@@ -241,24 +241,17 @@ class _Trainer:
                                     checkpoint_every=settings.checkpoint_every)
         elif output.exists():
             raise InputError(
-                f"model file '{output}' exists; pass --resume to continue its training, or choose another path"
+                f"model file '{output}' exists; set {setting('resume')} to continue its training, or choose another path"
             )
         if output.suffix.lower() != SUFFIX:
             self.hook.nst_notice(message=f"model files usually end in {SUFFIX}; writing '{output}' anyway")
         self.config, self.settings = config, settings
-        self.model = config.model or FAST_MODEL
-        spec = registries.extractors.get(self.model)
-        check_layers(config.content_layers, spec.layer_names, model=self.model)
-        check_layers(config.style_layers, spec.layer_names, model=self.model)
-        self.terms = {name: term for name, factory in registries.losses.items() if (term := factory(config)) is not None}
-        if not self.terms:
-            raise ConfigError("every loss weight is zero: nothing to train")
-        order = spec.layer_names
-        layers = sorted({name for term in self.terms.values() for name in term.layers}, key=order.index) or [order[0]]
-        self.extractor = spec.build(config=config, layers=layers, device=self.device)
-        content_layers = list(config.content_layers) or [order[0]]
+        objective = build_objective(config, run.registries, default_model=FAST_MODEL)
+        self.model, self.terms = objective.model, objective.terms
+        self.extractor = objective.build_extractor(config, self.device)
         # the content targets need only the content layers: a shorter network for the no-grad pass
-        self.content_extractor = spec.build(config=config, layers=content_layers, device=self.device)
+        self.content_extractor = objective.build_extractor(
+            config, self.device, objective.content_target_layers or objective.layers[:1])
         self.source = str(getattr(self.extractor, "source", self.model))
 
     def run(self, style: np.ndarray, photos: list[np.ndarray], *, style_name: str) -> TrainingResult:
@@ -295,7 +288,7 @@ class _Trainer:
             self.hook.nst_notice(message=f"resuming '{self.output}' at step {step} of {settings.steps}")
         precision = self._choose_precision(network, optimizer, generator)
         self.hook.nst_notice(message=f"training runs in {precision.label}: {precision.reason}")
-        autocast = _autocast_for(precision.precision, self.device)
+        cast = autocast(precision.precision, self.device)
 
         metadata = {
             "style_name": style_name,
@@ -317,10 +310,10 @@ class _Trainer:
         began = time.perf_counter()
         while step < settings.steps:
             batch = _random_crops(self.photos, settings.batch_size, crop, generator).to(self.device)
-            total, terms = self._loss(network, batch, autocast)
+            total, terms = self._loss(network, batch, cast)
             if not torch.isfinite(total):
                 raise OptimizationError(f"the training loss became {float(total)} at step {step + 1}; "
-                                        "try a lower --learning-rate")
+                                        f"try a lower {setting('learning_rate')}")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -334,7 +327,7 @@ class _Trainer:
                 size=f"{crop}x{crop}", remaining=(now - began) / done_here * (settings.steps - step),
             )
             self.hook.nst_progress(progress=progress)
-            if self.hook.nst_should_cancel(progress=progress):
+            if self.run_context.cancelled(progress):
                 cancelled = True
                 break
             if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step < settings.steps:
@@ -358,9 +351,9 @@ class _Trainer:
             },
         )
 
-    def _loss(self, network: TransformNet, batch: torch.Tensor, autocast) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean over the batch of each term's weighted loss, and their sum."""
-        with autocast:
+    def _loss(self, network: TransformNet, batch: torch.Tensor, cast) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean over the batch of each term's weighted loss, and their sum (``cast``: the autocast)."""
+        with cast:
             with torch.no_grad():
                 content_features = self.content_extractor(batch)
             output = network(batch).float()
@@ -384,10 +377,10 @@ class _Trainer:
         generator.set_state(probe_state)
 
         def probe(precision: str, memory_format: str) -> float:
-            autocast = _autocast_for(precision, self.device)
+            cast = autocast(precision, self.device)
 
             def step() -> None:
-                total, _ = self._loss(network, probe_batch, autocast)
+                total, _ = self._loss(network, probe_batch, cast)
                 total.backward()
                 optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
@@ -397,13 +390,6 @@ class _Trainer:
 
         key = f"fast training {self.model} at {settings.crop_size}px x{settings.batch_size}"
         return choose_precision(self.config.precision, "contiguous", self.device, probe=probe, cache_key=key)
-
-
-def _autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision in ("fp32", "auto"):
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def fit_photo(photo: np.ndarray, crop: int) -> np.ndarray:
