@@ -232,3 +232,78 @@ def test_entry_point_plugins_are_found_and_autoload_can_be_disabled(tmp_path, mo
     assert "sepia" in build_registries(make_plugin_manager()).color_methods
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
     assert "sepia" not in build_registries(make_plugin_manager()).color_methods
+
+
+def test_two_runs_in_two_threads_each_hear_only_their_own_progress(random_weights, small_pair):
+    import threading
+
+    recorders = {3: Recorder(), 5: Recorder(cancel_at=4)}
+    results, errors = {}, []
+
+    def work(iterations):
+        try:
+            config = Config(size=32 if iterations == 3 else 24, iterations=iterations)
+            results[iterations] = stylize(small_pair[0], [small_pair[1]], config=config,
+                                          plugins=[recorders[iterations]])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in recorders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors
+    # each run's listener heard its own steps only, and one run's cancel did not stop the other
+    assert [p.step for p in recorders[3].progress] == [1, 2, 3]
+    assert {p.size for p in recorders[3].progress} == {"32x24"}
+    assert [p.step for p in recorders[5].progress] == [1, 2, 3, 4]
+    assert {p.size for p in recorders[5].progress} == {"24x18"}
+    assert not results[3].cancelled and results[5].cancelled
+    assert recorders[3].results == [results[3]] and recorders[5].results == [results[5]]
+
+
+def test_one_plugins_false_does_not_hide_anothers_cancel(random_weights, small_pair):
+    class NeverCancels:
+        @hookimpl
+        def nst_should_cancel(self, progress):
+            return False
+
+    for plugins in ([NeverCancels(), Recorder(cancel_at=2)], [Recorder(cancel_at=2), NeverCancels()]):
+        result = stylize(small_pair[0], [small_pair[1]], config=Config(size=32, iterations=8), plugins=plugins)
+        assert result.cancelled and result.steps == 2
+
+
+def test_a_run_publishes_its_plan_before_the_first_step(random_weights, small_pair):
+    class PlanLog(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        @hookimpl
+        def nst_plan(self, plan):
+            self.events.append(("plan", plan))
+
+        @hookimpl
+        def nst_progress(self, progress):
+            self.events.append(("progress", progress))
+
+    log = PlanLog()
+    stylize(small_pair[0], [small_pair[1]], config=Config(size=128, scales=2, iterations=3, coarse_iterations=2),
+            plugins=[log])
+    kind, plan = log.events[0]
+    assert kind == "plan" and plan.method == "optimize"
+    assert plan.stages == (("64x48", 2), ("128x96", 3)) and plan.total == 5
+    assert [event for event, _ in log.events[1:]] == ["progress"] * 5
+    assert all(progress.total == plan.total for _, progress in log.events[1:])
+
+
+def test_registries_are_built_once_and_shared(monkeypatch):
+    from nst_core import plugins as P
+
+    first = P.shared_registries()
+    assert P.shared_registries() is first
+    # a run whose plugin registers nothing uses them; one whose plugin registers gets its own
+    assert P.open_run([Recorder()]).registries is first
+    own = P.open_run([TinyPlugin()]).registries
+    assert own is not first and "tiny" in own.extractors and "tiny" not in first.extractors
