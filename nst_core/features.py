@@ -1,8 +1,8 @@
 """VGG-16 / VGG-19 feature extractors with named layers, cut after the deepest layer needed.
 
-Layer names follow the paper: ``conv{block}_{n}``, ``relu{block}_{n}``, ``pool{block}``. The
-layer tables mirror torchvision's ``models/vgg.py`` (configurations "D" and "E"), so a torchvision
-``vgg16().features`` state dict loads as it is: its keys are the module indices below.
+The layer tables, names and weight shapes are in :mod:`nst_core.vgg_layout` (re-exported here);
+layer names follow the paper: ``conv{block}_{n}``, ``relu{block}_{n}``, ``pool{block}``. A
+torchvision ``vgg16().features`` state dict loads as it is: its keys are the module indices.
 """
 
 from __future__ import annotations
@@ -16,47 +16,21 @@ from .config import Config
 from .errors import ConfigError
 from .hookspecs import hookimpl
 from .registry import ExtractorSpec
+from .vgg_layout import IMAGENET_MEAN, IMAGENET_STD, VGG_CONFIGS, vgg_conv_shapes, vgg_layer_names
+from .weights import load_weights
 
-#: Output channels of each convolution, ``"M"`` for a pooling layer (torchvision's cfgs D and E).
-VGG_CONFIGS: Mapping[str, tuple[int | str, ...]] = {
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    "vgg19": (
-        64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-        512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
-    ),
-}
-
-#: ImageNet statistics of torchvision's input convention (RGB in [0, 1]).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def vgg_layer_names(model: str) -> tuple[str, ...]:
-    """Every layer name of ``model`` in network order (index ``i`` is torchvision's module ``i``)."""
-    names: list[str] = []
-    block, conv = 1, 0
-    for item in VGG_CONFIGS[model]:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 0
-        else:
-            conv += 1
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-    return tuple(names)
-
-
-def vgg_conv_shapes(model: str) -> dict[str, tuple[int, ...]]:
-    """State-dict key → tensor shape of every convolution of ``model`` (torchvision layout)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    index, channels = 0, 3
-    for item in VGG_CONFIGS[model]:
-        if item == "M":
-            index += 1
-            continue
-        shapes[f"{index}.weight"] = (int(item), channels, 3, 3)
-        shapes[f"{index}.bias"] = (int(item),)
-        index, channels = index + 2, int(item)
-    return shapes
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "VGG_CONFIGS",
+    "FeatureExtractor",
+    "build_vgg",
+    "build_vgg_layers",
+    "check_layers",
+    "nst_register_feature_extractors",
+    "vgg_conv_shapes",
+    "vgg_layer_names",
+]
 
 
 def check_layers(requested: Sequence[str], available: Sequence[str], *, model: str) -> None:
@@ -143,8 +117,6 @@ def build_vgg(
 
 def _vgg_spec(model: str, description: str) -> ExtractorSpec:
     def build(*, config: Config, layers: Sequence[str], device: torch.device) -> FeatureExtractor:
-        from .weights import load_weights
-
         loaded = load_weights(model=model, config=config)
         extractor = build_vgg(model, loaded.state_dict, layers=layers, pooling=config.pooling)
         extractor.source = loaded.source

@@ -8,13 +8,15 @@ keeps the fastest, with fp32 kept unless another candidate is clearly faster. Th
 Gram matrices and losses stay float32 whatever the network runs in.
 
 Measurements are remembered per machine (CPU or GPU model, PyTorch version, network, size) in
-nst-core's cache, so the probe costs its few steps once.
+nst-core's cache (``probes.json``, written atomically), so the probe costs its few steps once.
+An entry that is not exactly the timed candidates with finite, positive seconds (an edited or
+damaged file) is ignored and measured anew.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .atomic_file import write_atomically
+from .weights.locations import cache_dir
 
 #: A candidate other than fp32/contiguous is kept only when at least this much faster.
 MIN_GAIN = 1.15
@@ -110,11 +115,12 @@ def choose(
     pairs, evidence = candidates(requested_precision, requested_layout, device)
     if len(pairs) == 1:
         return Choice(*pairs[0], reason=evidence)
-    key = f"{machine_key(device)}|{cache_key}|{','.join(f'{p}/{m}' for p, m in pairs)}"
-    timings = _load_cache().get(key)
+    names = [f"{p}/{m}" for p, m in pairs]
+    key = f"{machine_key(device)}|{cache_key}|{','.join(names)}"
+    timings = _cached_timings(key, names)
     measured_now = timings is None
     if measured_now:
-        timings = {f"{p}/{m}": probe(p, m) for p, m in pairs}
+        timings = {name: probe(p, m) for name, (p, m) in zip(names, pairs)}
         _store_cache(key, timings)
     baseline_name = f"{pairs[0][0]}/{pairs[0][1]}"
     best_name = min(timings, key=timings.get)
@@ -147,17 +153,41 @@ def time_step(step: Callable[[], None], *, repeats: int = 2) -> float:
 
 
 def _cache_path() -> Path:
-    from .weights import cache_dir
-
     return cache_dir() / "probes.json"
 
 
 def _load_cache() -> dict:
+    """The cache file's entries as they are (a file that is not a JSON object counts as empty)."""
     try:
         data = json.loads(_cache_path().read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deep
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _cached_timings(key: str, names: list[str]) -> dict[str, float] | None:
+    """The remembered seconds per step of exactly ``names``, or ``None`` to measure anew.
+
+    The file may have been edited or damaged: an entry counts only if it maps each of ``names``
+    (and nothing else) to a finite, positive number.
+    """
+    entry = _load_cache().get(key)
+    if not isinstance(entry, dict) or sorted(entry) != sorted(names):
+        return None
+    if not all(_is_seconds(value) for value in entry.values()):
+        return None
+    return {name: float(value) for name, value in entry.items()}
+
+
+def _is_seconds(value: object) -> bool:
+    """Whether a JSON value is a finite, positive number (``true`` and a huge integer are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def _store_cache(key: str, timings: dict[str, float]) -> None:
@@ -165,10 +195,9 @@ def _store_cache(key: str, timings: dict[str, float]) -> None:
     path = _cache_path()
     data = _load_cache()
     data[key] = timings
+    text = json.dumps(data, indent=1, sort_keys=True)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(temporary, path)
+        write_atomically(path, lambda handle: handle.write(text.encode()))
     except OSError:
         pass

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nst_core import weights as W  # noqa: E402
+from nst_core.weights import weights_file  # noqa: E402
 
 LEVELS = 256
 
@@ -133,7 +134,7 @@ def check(vgg16: Path, vgg19: Path) -> None:
     for model in ("vgg16", "vgg19"):
         times = []
         for _ in range(5):
-            W._memo.clear()
+            weights_file._memo.clear()
             start = time.perf_counter()
             W.load_embedded_weights(model)
             times.append(time.perf_counter() - start)

@@ -190,7 +190,7 @@ def test_damaged_embedded_file_is_a_one_line_error(tmp_path, monkeypatch):
     corrupt = "the file is corrupt or truncated"
     expected = {"truncated": corrupt, "flipped": corrupt, "header": corrupt, "empty": "the file is empty"}
     for name, path in damaged_copies(tmp_path).items():
-        monkeypatch.setattr(W, "embedded_weights_path", lambda model, path=path: path)
+        monkeypatch.setattr(W.resolve, "embedded_weights_path", lambda model, path=path: path)
         message = error_of(W.load_weights, model="vgg16", config=Config())
         assert message == f"cannot load weights '{path}': {expected[name]}; reinstall nst-core, or pass --weights FILE"
         # as an explicit file: the same message as any bad weights file

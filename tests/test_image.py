@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from nst_core import image as nimg
+from nst_core.image import pillow_decode, png16
 from nst_core.errors import ConfigError, InputError
 from nst_core.image import (
     DEFAULT_MAX_PIXELS,
@@ -336,7 +336,7 @@ def test_float_tiff_is_clipped(tmp_path):
 )
 def test_pillow_modes(mode, value, expect_rgb, expect_alpha, gray, depth):
     im = Image.new(mode, (3, 2), value)
-    raw = nimg._decode_pillow(im, "'mem'")
+    raw = pillow_decode.decode_pillow(im, "'mem'")
     assert raw.grayscale is gray and raw.bit_depth == depth
     colour = raw.color if raw.color.ndim == 3 else np.dstack([raw.color] * 3)
     assert colour.dtype == np.float32 and colour.shape == (2, 3, 3)
@@ -351,7 +351,7 @@ def test_palette_with_alpha_mode_pa():
     im = Image.new("PA", (2, 2))
     im.putpalette([0, 0, 255] * 256)
     im.putpixel((0, 0), (0, 64))
-    raw = nimg._decode_pillow(im, "'mem'")
+    raw = pillow_decode.decode_pillow(im, "'mem'")
     assert raw.alpha[0, 0] == pytest.approx(64 / 255) and raw.alpha[1, 1] == 0.0
     np.testing.assert_array_equal(raw.color[0, 0], [0.0, 0.0, 1.0])
 
@@ -441,7 +441,7 @@ def test_pillow_reduces_16bit_rgb_png_to_8_bits(tmp_path):
 @pytest.mark.parametrize("band", [None, 3])
 def test_16bit_png_all_filters_and_interlace(tmp_path, monkeypatch, channels, interlace, band):
     if band is not None:  # several bands per image: rows carried over from band to band
-        monkeypatch.setattr(nimg, "_png_band_rows", lambda width, bpp: band)
+        monkeypatch.setattr(png16, "_png_band_rows", lambda width, bpp: band)
     arr = _u16((11, 10, channels))
     arr[3:6] = 1000  # flat rows give the filters something predictable to do
     arr[6:9] = RNG.integers(0, 3, (3, 10, channels)) * 257  # few values: many Paeth ties
@@ -523,7 +523,7 @@ def test_16bit_png_encoder_filters(tmp_path, filter_type):
     pixels = _u16((9, 7, 4))
     pixels[:, :3] = 40000  # flat areas
     buffer = io.BytesIO()
-    nimg._encode_png16(buffer, pixels, filter_type=filter_type)
+    png16.encode_png16(buffer, pixels, filter_type=filter_type)
     (tmp_path / "e.png").write_bytes(buffer.getvalue())
     loaded = load_image(tmp_path / "e.png")
     np.testing.assert_array_equal(np.round(loaded.rgb * 65535).astype(np.uint16), pixels[:, :, :3])
@@ -830,7 +830,7 @@ def test_failed_16bit_write_keeps_old_file(tmp_path, monkeypatch):
             raise OSError(5, "Input/output error")
         return b"header"
 
-    monkeypatch.setattr(nimg, "_png_chunk", failing)
+    monkeypatch.setattr(png16, "_png_chunk", failing)
     with pytest.raises(InputError):
         save_image(target, np.zeros((4, 4, 3), np.float32), bit_depth=16)
     assert target.read_bytes() == b"previous content"

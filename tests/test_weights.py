@@ -284,7 +284,7 @@ def test_cache_is_used_with_torchvision_or_without_embedded_weights(files, monke
     loaded = W.load_weights(model="vgg19", config=Config(weights="torchvision"))
     assert loaded.source == f"cache {target}" and loaded.path == target and loaded.model == "vgg19"
     assert W.load_weights(model="vgg19", config=Config()).source.startswith("embedded ")  # embedded first
-    monkeypatch.setattr(W, "embedded_weights_path", lambda model: tmp_path / "gone" / f"{model}.npz")
+    monkeypatch.setattr(W.resolve, "embedded_weights_path", lambda model: tmp_path / "gone" / f"{model}.npz")
     assert W.load_weights(model="vgg19", config=Config()).source == f"cache {target}"
 
 
@@ -457,7 +457,7 @@ def test_torchvision_is_downloaded_only_when_asked(monkeypatch, via):
 def test_without_embedded_weights_nothing_is_downloaded(monkeypatch, tmp_path):
     calls = record_downloads(monkeypatch)
     gone = tmp_path / "gone" / "vgg19-imagenet-8bit.npz"
-    monkeypatch.setattr(W, "embedded_weights_path", lambda model: gone)
+    monkeypatch.setattr(W.resolve, "embedded_weights_path", lambda model: gone)
     message = error_of(W.load_weights, model="vgg19", config=Config())
     assert message == (
         f"no VGG-19 weights: the embedded file '{gone}' is missing (reinstall nst-core) and none is in the cache "
@@ -481,7 +481,7 @@ def test_weights_sources_say_what_a_run_would_use(monkeypatch, files, tmp_path):
     W.import_weights(files["vgg19"])
     assert used(Config(weights="torchvision")) == ["cache"]
     assert used() == ["embedded"]
-    monkeypatch.setattr(W, "embedded_weights_path", lambda model: tmp_path / "gone.npz")
+    monkeypatch.setattr(W.resolve, "embedded_weights_path", lambda model: tmp_path / "gone.npz")
     assert used() == ["cache"]
     assert used(model="vgg16") == []  # nothing: a run fails (no download unless asked)
 

@@ -21,16 +21,18 @@ loads with ``torch.load(..., weights_only=True)`` (no pickled code runs)::
 
 :func:`load_model` checks everything (format, version, keys, shapes, metadata types) before
 building the network and raises a one-line :class:`~nst_core.errors.InputError` for any file
-that is not a valid model. :func:`save_model` writes atomically (temporary file, then
-``os.replace``) and never onto one of the ``protect`` paths.
+that is not a valid model: only regular files are opened (a named pipe or a device is refused
+from ``os.stat`` alone), and a file holding Python objects is refused for safety
+(:mod:`nst_core.safe_torch_load`). :func:`save_model` writes atomically
+(:func:`nst_core.atomic_file.write_atomically`; new files get ``0o666 & ~umask``, as images do)
+and never onto one of the ``protect`` paths.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import tempfile
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -39,8 +41,11 @@ from typing import Any
 
 import torch
 
+from .. import safe_torch_load
+from ..atomic_file import write_atomically
 from ..errors import InputError
-from ..image import same_file
+from ..file_checks import folder_problem, is_protected, name_problem, not_regular
+from ..message_text import quote_path
 from .network import NetworkShape, TransformNet
 
 FORMAT = "nst-core fast style"
@@ -94,14 +99,13 @@ def save_model(
 ) -> Path:
     """Write a model file atomically; ``metadata`` must hold ``style_name`` and ``step``."""
     target = Path(path)
-    name = _show(target)
-    for item in protect:
-        if same_file(target, Path(item)):
-            raise InputError(f"refusing to overwrite input file {name}; choose another model path")
-    if not target.parent.is_dir():
-        raise InputError(f"cannot save model {name}: directory {_show(target.parent)} does not exist")
-    if target.is_dir():
-        raise InputError(f"cannot save model {name}: it is a directory")
+    name = quote_path(target)
+    if (problem := name_problem(target)) is not None:
+        raise InputError(f"cannot save model {name}: {problem}")
+    if is_protected(target, protect):
+        raise InputError(f"refusing to overwrite input file {name}; choose another model path")
+    if (problem := folder_problem(target)) is not None:
+        raise InputError(f"cannot save model {name}: {problem}")
     from .. import __version__
 
     full_metadata = {
@@ -120,19 +124,10 @@ def save_model(
     }
     if training_state is not None:
         payload["training_state"] = dict(training_state)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(payload, temporary)
-        os.replace(temporary, target)
+        write_atomically(target, lambda handle: torch.save(payload, handle))
     except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         raise InputError(f"cannot save model {name}: {error.strerror or error}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
     return target
 
 
@@ -192,29 +187,33 @@ def read_info(path: str | PathLike) -> FastModelInfo:
 
 
 def _read(file: Path, name: str) -> Any:
-    if file.is_dir():
-        raise InputError(f"cannot load model {name}: it is a directory")
-    if not file.is_file():
-        raise InputError(f"cannot load model {name}: no such file")
     try:
+        mode = file.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"cannot load model {name}: it is a directory")
+        if (irregular := not_regular(mode)) is not None:
+            raise InputError(f"cannot load model {name}: {irregular}")
         with open(file, "rb") as handle:
             magic = handle.read(4)
+    except FileNotFoundError:
+        raise InputError(f"cannot load model {name}: no such file") from None
     except OSError as error:
         raise InputError(f"cannot load model {name}: {error.strerror or error}") from None
-    if not magic.startswith(b"PK\x03\x04"):
-        raise InputError(f"cannot load model {name}: not a fast-style model file (train one with 'nst-core train')")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many kinds; none may escape
-        text = str(error)
-        if "Unsupported global" in text or "weights_only" in text.lower() and "unpickl" in text.lower():
-            raise InputError(
-                f"cannot load model {name}: it holds Python objects, not only tensors and plain values, "
-                "and is refused for safety"
-            ) from None
-        if isinstance(error, MemoryError):
-            raise InputError(f"cannot load model {name}: out of memory while reading it") from None
-        raise InputError(f"cannot load model {name}: the file is corrupt or truncated") from None
+        if magic.startswith(b"PK\x03\x04"):
+            return safe_torch_load.load_tensors_only(file)
+        safe_torch_load.refuse_python_objects(file)
+    except safe_torch_load.TorchFileError as failure:
+        raise InputError(f"cannot load model {name}: {_wording(failure)}") from None
+    raise InputError(f"cannot load model {name}: not a fast-style model file (train one with 'nst-core train')")
+
+
+def _wording(failure: safe_torch_load.TorchFileError) -> str:
+    if failure.kind == safe_torch_load.PYTHON_OBJECTS:
+        return "it holds Python objects, not only tensors and plain values, and is refused for safety"
+    if failure.kind == safe_torch_load.OUT_OF_MEMORY:
+        return "out of memory while reading it"
+    return "the file is corrupt or truncated"
 
 
 def _check_payload(payload: Any, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -245,8 +244,3 @@ def _check_payload(payload: Any, name: str) -> tuple[dict[str, Any], dict[str, t
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise InputError(f"cannot load model {name}: its metadata has no valid step count")
     return metadata, weights
-
-
-def _show(path: Path) -> str:
-    text = os.fsdecode(path)
-    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + "'"
