@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, setting
 
 #: The paper's layers (Gatys et al. 2016): content ``relu4_2``, style ``relu1_1`` … ``relu5_1``.
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -133,13 +133,13 @@ class Config:
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, str) or not self.method:
-            raise ConfigError(f"method must be a name such as 'optimize' or 'fast', got {self.method!r}")
+            raise ConfigError(f"{setting('method')} must be a name such as 'optimize' or 'fast', got {self.method!r}")
         if self.fast_model is not None:
             if not isinstance(self.fast_model, (str, os.PathLike)) or not os.fspath(self.fast_model):
-                raise ConfigError(f"fast_model must be a model file or name, got {self.fast_model!r}")
+                raise ConfigError(f"{setting('fast_model')} must be a model file or name, got {self.fast_model!r}")
             object.__setattr__(self, "fast_model", os.fspath(self.fast_model))
         if self.method == "fast" and self.fast_model is None:
-            raise ConfigError("method 'fast' needs fast_model (a .nst model file, or a model's name)")
+            raise ConfigError(f"{setting('method')} fast needs {setting('fast_model')} (a .nst model file, or a model's name)")
         _check_int("size", self.size, minimum=16, maximum=MAX_SIDE, optional=True)
         _check_float("style_scale", self.style_scale, minimum=0.05, maximum=8.0)
         _check_choice("pooling", self.pooling, POOLINGS)
@@ -162,9 +162,9 @@ class Config:
         for name in ("content_layers", "style_layers"):
             layers = _as_tuple(name, getattr(self, name))
             if not all(isinstance(layer, str) and layer for layer in layers):
-                raise ConfigError(f"{name} must be layer names, got {layers!r}")
+                raise ConfigError(f"{setting(name)} must be layer names, got {layers!r}")
             if len(set(layers)) != len(layers):
-                raise ConfigError(f"{name} lists a layer twice: {', '.join(layers)}")
+                raise ConfigError(f"{setting(name)} lists a layer twice: {', '.join(layers)}")
             object.__setattr__(self, name, layers)
         if not self.content_layers and not self.style_layers:
             raise ConfigError("at least one content or style layer is needed")
@@ -172,16 +172,16 @@ class Config:
             weights = _check_weights("style_layer_weights", self.style_layer_weights)
             if len(weights) != len(self.style_layers):
                 raise ConfigError(
-                    f"style_layer_weights has {len(weights)} values for "
+                    f"{setting('style_layer_weights')} has {len(weights)} values for "
                     f"{len(self.style_layers)} style layers"
                 )
             object.__setattr__(self, "style_layer_weights", weights)
         if self.style_blend is not None:
             object.__setattr__(self, "style_blend", _check_weights("style_blend", self.style_blend))
         if self.init == "image" and not self.init_image:
-            raise ConfigError("init 'image' needs init_image (a path to the start image)")
+            raise ConfigError(f"{setting('init')} image needs {setting('init_image')} (a path to the start image)")
         if not isinstance(self.device, str) or not self.device:
-            raise ConfigError(f"device must be a name such as 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError(f"{setting('device')} must be a name such as 'cpu' or 'cuda', got {self.device!r}")
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
     def replace(self, **changes: Any) -> Config:
@@ -191,7 +191,7 @@ class Config:
 
 def _as_tuple(name: str, value: Any) -> tuple:
     if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise ConfigError(f"{name} must be a sequence, got {value!r}")
+        raise ConfigError(f"{setting(name)} must be a sequence, got {value!r}")
     return tuple(value)
 
 
@@ -199,24 +199,24 @@ def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = Non
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        raise ConfigError(f"{setting(name)} must be a whole number, got {value!r}")
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{setting(name)} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+        raise ConfigError(f"{setting(name)} must be at most {maximum}, got {value}")
 
 
 def _check_float(name: str, value: Any, *, minimum: float, maximum: float = math.inf) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{setting(name)} must be a finite number, got {value!r}")
     if not minimum <= value <= maximum:
-        bounds = f"at least {minimum}" if maximum == math.inf else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name} must be {bounds}, got {value}")
+        bounds = f"at least {minimum}" if maximum == math.inf else f"between {minimum} and {maximum:g}"
+        raise ConfigError(f"{setting(name)} must be {bounds}, got {value}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{setting(name)} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _check_weights(name: str, values: Any) -> tuple[float, ...]:
@@ -224,7 +224,7 @@ def _check_weights(name: str, values: Any) -> tuple[float, ...]:
     for value in weights:
         _check_float(name, value, minimum=0.0)
     if not weights or sum(weights) <= 0:
-        raise ConfigError(f"{name} must hold at least one positive value, got {weights!r}")
+        raise ConfigError(f"{setting(name)} must hold at least one positive value, got {weights!r}")
     return tuple(float(w) for w in weights)
 
 

@@ -109,7 +109,7 @@ def test_bad_input_path_exits_2_with_one_line(random_weights, small_files, tmp_p
         (["--style-weight", "x"], "invalid float value"),
         (["--preserve-color", "sepia"], "invalid choice"),
         (["--preset", "fastest"], "invalid choice"),
-        (["--time-budget", "0"], "time_budget must be"),
+        (["--time-budget", "0"], "--time-budget must be between 0.1 and"),
         (["--scales", "0"], "scales must be at least 1"),
     ],
 )

@@ -25,11 +25,18 @@ from typing import Any  # noqa: E402
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
+class UsageError(Exception):
+    """A command line that cannot be understood (exit 2); :func:`main` reports it like any error."""
+
+    exit_code = EXIT_USAGE
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit code 2."""
+    """An argument parser whose errors are one line on stderr (and a JSON event with
+    ``--progress json``) and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"nst-core: error: {message} (see '{self.prog} --help')\n")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -56,7 +63,21 @@ def _bytes(text: str) -> int:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r} "
+                                         "(to leave a loss out, set its weight to 0)")
+    return names
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return value
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -97,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         Config,
         describe_preset,
     )
-    from nst_core.plugins import build_registries, get_plugin_manager
+    from nst_core.plugins import shared_registries
 
-    registries = build_registries(get_plugin_manager())
+    registries = shared_registries()
     defaults = Config()
 
     parser = OneLineParser(
@@ -122,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", metavar="OUT",
                      help="where to write the result (.png, .jpg, .tif, .webp, .bmp); never an input file")
     batch = run.add_argument_group("method and batch")
+    batch.add_argument("--method", choices=registries.methods.names(),
+                       help="how to paint: " + "; ".join(f"{name}: {method.description}"
+                                                        for name, method in registries.methods.items())
+                       + f" (default {defaults.method}; --fast-model implies fast)")
     batch.add_argument("--fast-model", metavar="MODEL",
                        help="stylize with a trained fast-style model (a .nst file, or the name of one in the "
                             "models folders, see 'nst-core models list') in one network pass, instead of "
@@ -181,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                      help="speed against quality: " + "; ".join(
                          f"{name}: {describe_preset(name)}" for name in PRESETS) + f" (default {DEFAULT_PRESET})")
-    opt.add_argument("--time-budget", type=float, metavar="SECONDS",
+    opt.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
                      help="finish within this many seconds on this machine: the steps of each size are planned "
                           "to fit and the best image reached is written")
     opt.add_argument("-n", "--iterations", type=int, metavar="N",
@@ -266,9 +291,12 @@ def config_from_args(args: argparse.Namespace):
 
     explicit = {name: getattr(args, name) for name in ("iterations", "scales", "coarse_iterations")
                 if getattr(args, name) is not None}
+    method = args.method or ("fast" if args.fast_model else None)
     return preset_config(
         args.preset,
         **explicit,
+        **({"method": method} if method else {}),
+        fast_model=args.fast_model,
         time_budget=_budget_left(args.time_budget),
         size=_size_of(args),
         style_scale=args.style_scale,
@@ -304,7 +332,7 @@ def _size_of(args: argparse.Namespace) -> int | None:
     if args.size is None:
         from nst_core.config import Config
 
-        return None if getattr(args, "fast_model", None) else Config().size
+        return None if getattr(args, "fast_model", None) or args.method == "fast" else Config().size
     return args.size or None
 
 
@@ -395,6 +423,14 @@ def _progress_mode(args: argparse.Namespace) -> str:
     return mode
 
 
+class Stopped(KeyboardInterrupt):
+    """A signal that stops the command at once (exit 128 + its number)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _Signals:
     """SIGINT/SIGTERM ask the canceller to stop (a second signal stops at once) within a block."""
 
@@ -404,8 +440,9 @@ class _Signals:
 
     def __enter__(self) -> "_Signals":
         def request_stop(signum: int, frame: Any) -> None:
-            if self.canceller.requested is not None:
-                raise KeyboardInterrupt
+            if self.canceller.requested is not None or not self.canceller.stepping:
+                # a second signal, or one before the first step (loading, probing: no image yet)
+                raise Stopped(signum)
             self.canceller.requested = signum
 
         self.previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -416,20 +453,26 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def run_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """``(content, output)`` pairs and the style files of a ``run`` command line, checked.
+def run_jobs(args: argparse.Namespace, config: Any) -> list[Any]:
+    """The jobs (:class:`nst_core.batch.Job`) of a ``run`` command line, checked.
 
     Raises :class:`nst_core.errors.InputError` for an ambiguous or impossible batch: no style,
     ``-o`` with several contents, both or neither of ``-o`` and ``--out-dir``, two contents with
-    the same name, an output that is an input.
+    the same name, an output (or a ``--save-every`` snapshot) that is an input, an output that
+    cannot be written.
     """
+    from nst_core.batch import Job
     from nst_core.errors import InputError
     from nst_core.image import check_save_path
+    from nst_core.plugins import shared_registries
 
     positionals = [Path(args.content), *map(Path, args.styles)]
     if args.fast_model and args.style_files:
         raise InputError("--fast-model and --style are two methods; use one")
-    if args.fast_model or args.style_files:
+    uses_styles = shared_registries().methods.get(config.method).uses_styles
+    if not uses_styles or args.style_files:
+        if not uses_styles and args.style_files:
+            raise InputError(f"the {config.method} method paints without style images; leave out --style")
         content_args, styles = positionals, [Path(p) for p in args.style_files]
     else:
         content_args, styles = positionals[:1], positionals[1:]
@@ -445,7 +488,7 @@ def run_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], list[Pa
     if args.output:
         if len(contents) != 1 or any(item.is_dir() for item in content_args):
             raise InputError(f"-o writes one file, but there are {len(contents)} contents; use --out-dir DIR")
-        jobs = [(contents[0], Path(args.output))]
+        pairs = [(contents[0], Path(args.output))]
     else:
         out_dir = Path(args.out_dir)
         if out_dir.exists() and not out_dir.is_dir():
@@ -457,11 +500,28 @@ def run_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], list[Pa
                                  f"'{names[content.stem]}' and '{content}'; rename one")
             names[content.stem] = content
         out_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [(content, out_dir / f"{content.stem}.{args.out_format}") for content in contents]
+        pairs = [(content, out_dir / f"{content.stem}.{args.out_format}") for content in contents]
     protect = [*contents, *styles] + ([Path(args.fast_model)] if args.fast_model else [])
-    for _, output in jobs:  # fail before any work, not after the first file
+    for _, output in pairs:  # fail before any work, not after the first file
         check_save_path(output, protect=protect)
-    return jobs, styles
+        if config.save_every:
+            _check_snapshots(output, protect)
+    return [Job(content=content, output=output, styles=tuple(styles), config=config, index=index, count=len(pairs))
+            for index, (content, output) in enumerate(pairs, 1)]
+
+
+def _check_snapshots(output: Path, protect: list[Path]) -> None:
+    """Refuse ``--save-every`` when one of its snapshots (``OUT_00050.png`` …) would be an input."""
+    import re
+
+    from nst_core.errors import InputError
+    from nst_core.image import same_file
+
+    pattern = re.compile(re.escape(output.stem) + r"_\d{5}" + re.escape(output.suffix))
+    for item in protect:
+        if pattern.fullmatch(item.name) and same_file(output.with_name(item.name), item):
+            raise InputError(f"--save-every would overwrite input file '{item}' with a snapshot of '{output}'; "
+                             "choose another output name")
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -476,61 +536,100 @@ def _images_in(folder: Path) -> list[Path]:
 
 def command_run(args: argparse.Namespace) -> int:
     from nst_core import stylize_files
-    from nst_core.fast import find_model, load_model, stylize_fast_files
+    from nst_core.batch import DONE, FAILED, run_batch
 
-    from .reporters import BarReporter, Canceller, JsonReporter, SnapshotWriter, emit_json
+    from .reporters import BarReporter, Canceller, JsonReporter, SnapshotWriter
+    from .streams import emit_json, say
 
     config = config_from_args(args)
     mode = _progress_mode(args)
-    jobs, styles = run_jobs(args)
-    fast_model = None
-    if args.fast_model:
-        from nst_core.engine import resolve_device
-
-        fast_model = load_model(find_model(args.fast_model), device=resolve_device(config.device))
+    jobs = run_jobs(args, config)
     canceller = Canceller()
-    listeners: list[Any] = [canceller]
-    if mode == "bar":
-        listeners.append(BarReporter())
-    elif mode == "json":
-        listeners.append(JsonReporter())
-    total = 1 if fast_model else config.iterations + (config.scales - 1) * config.coarse_iterations
-    count = len(jobs)
+    bar = BarReporter() if mode == "bar" else None
+    json_reporters: list[Any] = []
+
+    def plugins_for(job: Any) -> list[Any]:
+        plugins: list[Any] = [canceller] + ([bar] if bar else [])
+        if mode == "json":
+            json_reporters.append(JsonReporter(_job_fields(job)))
+            plugins.append(json_reporters[-1])
+        if config.save_every:
+            plugins.append(SnapshotWriter(job.output, [job.content, *job.styles]))
+        return plugins
+
+    def report(job: Any, result: Any) -> None:
+        if mode == "json":
+            emit_json("done", output=str(job.output), steps=result.steps, best_step=result.best_step,
+                      cancelled=result.cancelled, elapsed=round(result.elapsed, 3), losses=dict(result.losses),
+                      info=dict(result.info), **_batch_fields(job))
+        elif mode == "bar":
+            state = "stopped early" if result.cancelled else "done"
+            where = f" [{job.index}/{job.count}]" if job.count > 1 else ""
+            how = f"{result.steps} steps, " if result.steps else ""
+            say(f"{state}{where}: wrote {job.output} ({how}{result.elapsed:.1f} s)")
+
+    def on_outcome(outcome: Any) -> None:
+        job = outcome.job
+        for reporter in json_reporters:
+            reporter.flush()
+        if outcome.status == DONE:
+            report(job, outcome.result)
+        elif outcome.status == FAILED:
+            message = outcome.message(spell_setting)
+            if mode == "json":
+                emit_json("failed", message=message, exit_code=outcome.exit_code, content=str(job.content),
+                          output=str(job.output), **_batch_fields(job))
+            say(f"nst-core: error: [{job.index}/{job.count}] {job.content}: {message}")
+
     with _Signals(canceller):
-        for index, (content, output) in enumerate(jobs, 1):
-            if canceller.requested is not None:
-                break
-            batch_fields = {"index": index, "count": count} if count > 1 else {}
+        if len(jobs) == 1:  # one photo: its error is the command's error
+            job = jobs[0]
+            try:
+                result = stylize_files(job.content, job.styles, job.output, config=config, plugins=plugins_for(job))
+            finally:
+                for reporter in json_reporters:
+                    reporter.flush()
+            report(job, result)
+            code = EXIT_OK
+        else:
+            summary = run_batch(jobs, plugins_for=plugins_for, on_outcome=on_outcome,
+                                stop_requested=lambda: canceller.requested is not None)
+            counts = {status: summary.count(status) for status in ("done", "failed", "skipped")}
             if mode == "json":
-                emit_json(sys.stdout, "start", total=total, content=str(content),
-                          styles=[str(s) for s in styles], output=str(output),
-                          **({"fast_model": str(fast_model.path)} if fast_model else {}), **batch_fields)
-            plugins = list(listeners)
-            if config.save_every and not fast_model:
-                plugins.append(SnapshotWriter(output, [content, *styles]))
-            if fast_model:
-                result = stylize_fast_files(content, fast_model, output, config=config, plugins=plugins)
-            else:
-                result = stylize_files(content, styles, output, config=config, plugins=plugins)
-            if mode == "json":
-                emit_json(sys.stdout, "done", output=str(output), steps=result.steps, best_step=result.best_step,
-                          cancelled=result.cancelled, elapsed=round(result.elapsed, 3), losses=dict(result.losses),
-                          info=dict(result.info), **batch_fields)
-            elif mode == "bar":
-                state = "stopped early" if result.cancelled else "done"
-                where = f" [{index}/{count}]" if count > 1 else ""
-                how = "" if fast_model else f"{result.steps} steps, "
-                print(f"{state}{where}: wrote {output} ({how}{result.elapsed:.1f} s)", file=sys.stderr)
+                emit_json("summary", **counts, count=len(jobs), exit_code=summary.exit_code)
+            if mode != "none" or counts["failed"]:
+                say(f"batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped "
+                    f"of {len(jobs)}")
+            code = summary.exit_code
     if canceller.requested is not None:
         return 128 + canceller.requested
-    return EXIT_OK
+    return code
+
+
+def _batch_fields(job: Any) -> dict[str, int]:
+    return {"index": job.index, "count": job.count} if job.count > 1 else {}
+
+
+def _job_fields(job: Any) -> dict[str, Any]:
+    """What a job's JSON ``start`` event says of its files."""
+    fields: dict[str, Any] = {"content": str(job.content), "styles": [str(s) for s in job.styles],
+                              "output": str(job.output)}
+    if job.config.fast_model:
+        fields["fast_model"] = job.config.fast_model
+    return {**fields, **_batch_fields(job)}
+
+
+def spell_setting(name: str) -> str:
+    """How the command line spells a setting an error message names: its option."""
+    return "--" + name.replace("_", "-")
 
 
 def command_train(args: argparse.Namespace) -> int:
     from nst_core.fast import NetworkShape, TrainingSettings, default_models_folder, train_files, training_config
     from nst_core.errors import ConfigError
 
-    from .reporters import BarReporter, Canceller, JsonReporter, emit_json
+    from .reporters import BarReporter, Canceller, JsonReporter
+    from .streams import emit_json, say
 
     try:
         shape = NetworkShape(channels=args.channels, residual_blocks=args.residual_blocks)
@@ -555,18 +654,18 @@ def command_train(args: argparse.Namespace) -> int:
         plugins.append(BarReporter())
     elif mode == "json":
         plugins.append(JsonReporter())
-        emit_json(sys.stdout, "start", total=settings.steps, style=args.style, images=args.images, output=str(output))
+        emit_json("start", total=settings.steps, style=args.style, images=args.images, output=str(output))
     with _Signals(canceller):
         result = train_files(args.style, args.images, output, config=config, settings=settings, resume=args.resume,
                              style_name=args.name, plugins=plugins)
     if mode == "json":
-        emit_json(sys.stdout, "done", output=str(output), steps=result.steps, cancelled=result.cancelled,
+        emit_json("done", output=str(output), steps=result.steps, cancelled=result.cancelled,
                   elapsed=round(result.elapsed, 3), losses=dict(result.losses), first_loss=result.first_loss,
                   last_loss=result.last_loss, info=dict(result.info))
     elif mode == "bar":
         state = "stopped, checkpoint written" if result.cancelled else "done"
-        print(f"{state}: wrote {output} ({result.steps} steps, {result.elapsed:.0f} s; loss "
-              f"{result.first_loss:.3g} -> {result.last_loss:.3g})", file=sys.stderr)
+        say(f"{state}: wrote {output} ({result.steps} steps, {result.elapsed:.0f} s; loss "
+            f"{result.first_loss:.3g} -> {result.last_loss:.3g})")
     if canceller.requested is not None:
         return 128 + canceller.requested
     return EXIT_OK
@@ -646,35 +745,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     json_mode = _json_mode(argv)
+    # until a run installs its own handlers, SIGTERM stops at once like Ctrl-C (importing PyTorch
+    # takes seconds, and a signal then must not end in a traceback or a death by the signal)
+    signal.signal(signal.SIGTERM, _stop_now)
     try:
-        from nst_core.errors import NstError
-    except Exception as error:  # noqa: BLE001 - a broken installation
-        print(f"nst-core: error: cannot import nst_core ({error})", file=sys.stderr)
-        return EXIT_RUNTIME
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "train":
-            return command_train(args)
-        if args.command == "models":
-            return command_models(args)
-        if args.command == "weights":
-            return command_weights(args)
-        if args.command == "gimp":
-            return command_gimp(args)
-        raise AssertionError(args.command)
-    except NstError as error:
-        if debug:
+        try:
+            from nst_core.errors import NstError
+        except Exception as error:  # noqa: BLE001 - a broken installation
+            return _fail(f"cannot import nst_core ({error})", EXIT_RUNTIME, json_mode)
+        try:
+            args = build_parser().parse_args(argv)
+            if args.command == "run":
+                return command_run(args)
+            if args.command == "train":
+                return command_train(args)
+            if args.command == "models":
+                return command_models(args)
+            if args.command == "weights":
+                return command_weights(args)
+            if args.command == "gimp":
+                return command_gimp(args)
+            raise AssertionError(args.command)
+        except NstError as error:
+            if debug:
+                raise
+            return _fail(error.render(spell_setting), error.exit_code, json_mode)
+        except UsageError as error:
+            return _fail(str(error), error.exit_code, json_mode)
+        except Stopped:
             raise
-        return _fail(str(error), error.exit_code, json_mode)
+        except Exception as error:  # noqa: BLE001 - the one place that turns bugs into one line
+            if debug:
+                raise
+            message = f"internal error: {type(error).__name__}: {error} (run with --debug for details)"
+            return _fail(" ".join(message.split()), EXIT_RUNTIME, json_mode)
+    except Stopped as stop:
+        name = "Ctrl-C" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
+        return _fail(f"stopped by {name}", 128 + stop.signum, json_mode)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130, json_mode)
-    except Exception as error:  # noqa: BLE001 - the one place that turns bugs into one line
-        if debug:
-            raise
-        message = f"internal error: {type(error).__name__}: {error} (run with --debug for details)"
-        return _fail(" ".join(message.split()), EXIT_RUNTIME, json_mode)
+        return _fail("stopped by Ctrl-C", 128 + signal.SIGINT, json_mode)
+
+
+def _stop_now(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
 
 
 def _json_mode(argv: Sequence[str]) -> bool:
@@ -682,11 +795,11 @@ def _json_mode(argv: Sequence[str]) -> bool:
 
 
 def _fail(message: str, code: int, json_mode: bool) -> int:
-    if json_mode:
-        from .reporters import emit_json
+    from .streams import emit_json, say
 
-        emit_json(sys.stdout, "error", message=message, exit_code=code)
-    print(f"nst-core: error: {message}", file=sys.stderr)
+    if json_mode:
+        emit_json("error", message=message, exit_code=code)
+    say(f"nst-core: error: {message}")
     return code
 
 

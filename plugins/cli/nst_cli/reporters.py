@@ -1,26 +1,24 @@
-"""The CLI's plugins of the engine: a terminal progress bar, JSON-lines progress, cancellation.
+"""The CLI's plugins of the engine: a terminal progress bar, JSON-lines progress, cancellation,
+snapshots.
 
-Each class is a pluggy plugin: its ``nst_*`` methods implement the engine's run hooks and are
-registered for one run (``stylize_files(..., plugins=[...])``).
+Each class with ``nst_*`` methods is a pluggy plugin registered for one run
+(``stylize_files(..., plugins=[...])``). They write through :mod:`nst_cli.streams`, so
+progress that cannot be written never stops a run.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from nst_core import hookimpl
+from nst_core.errors import NstError
 from nst_core.image import save_image
-from nst_core.records import Progress
+from nst_core.records import Plan, Progress
 
-
-def emit_json(stream: IO[str], event: str, **fields: Any) -> None:
-    """Write one JSON object, ``{"event": event, **fields}``, as a line and flush it."""
-    stream.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
-    stream.flush()
+from .streams import STDERR, Output, emit_json, say
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -34,8 +32,8 @@ def format_seconds(seconds: float | None) -> str:
 class BarReporter:
     """A one-line progress bar with loss and ETA, redrawn in place on a terminal (stderr)."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stderr
+    def __init__(self, output: Output = STDERR) -> None:
+        self.output = output
         self._drawn = False
 
     def line(self, progress: Progress) -> str:
@@ -52,15 +50,13 @@ class BarReporter:
 
     @hookimpl
     def nst_progress(self, progress: Progress) -> None:
-        self.stream.write("\r" + self.line(progress) + "\x1b[K")
-        self.stream.flush()
+        self.output.write("\r" + self.line(progress) + "\x1b[K")
         self._drawn = True
 
     @hookimpl
     def nst_notice(self, message: str) -> None:
         self._end_line()
-        self.stream.write(message + "\n")
-        self.stream.flush()
+        self.output.write(message + "\n")
 
     @hookimpl
     def nst_result(self, result) -> None:
@@ -68,23 +64,43 @@ class BarReporter:
 
     def _end_line(self) -> None:
         if self._drawn:
-            self.stream.write("\n")
+            self.output.write("\n")
             self._drawn = False
 
 
 class JsonReporter:
-    """One JSON object per line on stdout, for programs such as the GIMP plug-in."""
+    """One JSON object per line on stdout, for programs such as the GIMP plug-in.
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stdout
+    ``start`` comes first and from the run's plan (``nst_plan``), so its ``total`` is the steps
+    the engine will really take; notices made before the plan (which weights, which precision)
+    follow it. ``fields`` (the job's files, its place in a batch) go into ``start``.
+    """
+
+    def __init__(self, fields: Mapping[str, Any] | None = None) -> None:
+        self.fields = dict(fields or {})
+        self._held: list[str] | None = []  # notices before the plan; None once it came
+
+    @hookimpl
+    def nst_plan(self, plan: Plan) -> None:
+        emit_json("start", **plan.as_dict(), **self.fields)
+        self.flush()
 
     @hookimpl
     def nst_progress(self, progress: Progress) -> None:
-        emit_json(self.stream, "progress", **progress.as_dict())
+        emit_json("progress", **progress.as_dict())
 
     @hookimpl
     def nst_notice(self, message: str) -> None:
-        emit_json(self.stream, "notice", message=message)
+        if self._held is not None:
+            self._held.append(message)
+        else:
+            emit_json("notice", message=message)
+
+    def flush(self) -> None:
+        """Write the notices held back (also when the run failed before its plan)."""
+        held, self._held = self._held or [], None
+        for message in held:
+            emit_json("notice", message=message)
 
 
 class Canceller:
@@ -92,6 +108,12 @@ class Canceller:
 
     def __init__(self) -> None:
         self.requested: int | None = None  # the signal number that asked to stop
+        #: Whether a run has reached its first step (before it, a signal stops at once).
+        self.stepping = False
+
+    @hookimpl
+    def nst_progress(self, progress: Progress) -> None:
+        self.stepping = True
 
     @hookimpl
     def nst_should_cancel(self, progress: Progress) -> bool | None:
@@ -99,16 +121,31 @@ class Canceller:
 
 
 class SnapshotWriter:
-    """Writes the best image so far next to the output every ``--save-every`` steps."""
+    """Writes the best image so far next to the output every ``--save-every`` steps.
+
+    A snapshot that cannot be written is skipped, said once, and the run goes on: the final
+    image matters more.
+    """
 
     def __init__(self, output: Path, protect: list[Path], bit_depth: int = 8) -> None:
         self.output = output
         self.protect = protect
         self.bit_depth = bit_depth
+        self._failed = False
 
     def path_for(self, step: int) -> Path:
-        return self.output.with_name(f"{self.output.stem}_{step:05d}{self.output.suffix}")
+        return snapshot_path(self.output, step)
 
     @hookimpl
     def nst_intermediate(self, image, progress: Progress) -> None:
-        save_image(self.path_for(progress.step), image, bit_depth=self.bit_depth, protect=self.protect)
+        try:
+            save_image(self.path_for(progress.step), image, bit_depth=self.bit_depth, protect=self.protect)
+        except NstError as error:
+            if not self._failed:
+                say(f"nst-core: snapshot not written ({error}); the run goes on")
+            self._failed = True
+
+
+def snapshot_path(output: Path, step: int) -> Path:
+    """``OUT_00050.png`` beside ``OUT.png``: the snapshot of ``step``."""
+    return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
