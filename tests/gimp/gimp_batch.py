@@ -9,6 +9,8 @@ Each scenario runs in its own try block, so one failure does not hide the others
 
 import json
 import os
+import signal
+import threading
 import time
 import traceback
 
@@ -19,8 +21,8 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 
 SPEC = json.load(open(os.environ["NST_GIMP_TEST_SPEC"]))
-W, H = SPEC["width"], SPEC["height"]
-PHOTO = open(SPEC["photo"], "rb").read()  # W*H*4 bytes, R'G'B'A u8
+W, H = SPEC.get("width", 0), SPEC.get("height", 0)
+PHOTO = open(SPEC["photo"], "rb").read() if "photo" in SPEC else b""  # W*H*4 bytes, R'G'B'A u8
 PROC = "python-fu-nst-neural-style"
 RESULTS = {}
 IMAGES = []  # deleted after each scenario (GIMP warns about "stray" images otherwise)
@@ -127,6 +129,11 @@ def composite(image):
     return merged
 
 
+def scenario_probe():
+    """Whether GIMP registered the plug-in (test_gimp_profile.py: no image needed)."""
+    return {"registered": Gimp.get_pdb().lookup_procedure(PROC) is not None}
+
+
 def scenario_basic():
     """An RGB layer at offsets in a larger canvas, with a rectangular selection: the new layer is
     above the original with the same geometry and a selection mask, the original is unchanged and
@@ -162,7 +169,7 @@ def scenario_basic():
         facts["inside_mean_diff"] = sum(inside) / len(inside)
     proc = Gimp.get_pdb().lookup_procedure(PROC)
     facts["menu"] = {"label": proc.get_menu_label(), "paths": list(proc.get_menu_paths()),
-                     "image_types": proc.get_image_types()}
+                     "image_types": proc.get_image_types(), "help": proc.get_help()}
     # A new undo group opens and closes cleanly after the plug-in's (its own was balanced).
     facts["undo_group_balanced"] = bool(image.undo_group_start()) and bool(image.undo_group_end())
     return facts
@@ -205,6 +212,75 @@ def scenario_missing_style():
     # the dialog's file argument: GIMP refuses the missing file itself (a calling error)
     file_result = run(image, [photo], **{"style-file": missing})
     return {"run": result, "file_run": file_result, "layers": describe(image), "missing": missing}
+
+
+def scenario_no_style():
+    """No style image, no style layer, no fast style: an error before nst-core starts, no layer."""
+    image = new_image(W, H)
+    photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False)
+    result = run(image, [photo], **{"style-file": None})
+    return {"run": result, "layers": describe(image)}
+
+
+def _processes():
+    """{pid: (parent pid, command line)} of every process (GIMP runs in a chroot with /proc)."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+                cmdline = open(f"/proc/{name}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if stat[0] != "Z":
+                table[int(name)] = (int(stat[1]), [part.decode(errors="replace") for part in cmdline])
+    return table
+
+
+def _cpu_seconds(pid):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _kill_plugin_once_its_cli_runs(facts, timeout=300):
+    """As GIMP does on Cancel: SIGKILL the Neural Style plug-in once its nst-core has used
+    SPEC["kill_after_cpu"] seconds of CPU (by then it is stylizing, where SIGTERM would only ask
+    it to finish its step); then time how long that nst-core lives on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        table = _processes()
+        plugins = [pid for pid, (_, cmd) in table.items() if any(p.endswith("/nst_gimp.py") for p in cmd)]
+        clis = [pid for pid, (parent, cmd) in table.items() if parent in plugins and "run" in cmd]
+        if plugins and clis and _cpu_seconds(clis[0]) >= float(SPEC.get("kill_after_cpu", 16)):
+            facts["cli_started_to_kill"] = round(time.monotonic() - facts["started"], 2)
+            os.kill(plugins[0], signal.SIGKILL)
+            killed = time.monotonic()
+            while clis[0] in _processes() and time.monotonic() - killed < 30:
+                time.sleep(0.02)
+            facts["cli_lived_after_kill"] = round(time.monotonic() - killed, 2)
+            facts["cli_command"] = table[clis[0]][1][:3]
+            return
+        time.sleep(0.05)
+    facts["cli_lived_after_kill"] = None
+
+
+def scenario_killed():
+    """GIMP kills the plug-in (Cancel): its nst-core must go at once; the run's temporary folder
+    is removed by the plug-in's next run (test_temporary_files_removed)."""
+    image = new_image(W * 5, H * 5)  # steps of seconds: SIGTERM would leave it running that long
+    photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False)
+    photo.scale(W * 5, H * 5, False)
+    facts = {"started": time.monotonic()}
+    killer = threading.Thread(target=_kill_plugin_once_its_cli_runs, args=(facts,), daemon=True)
+    killer.start()
+    facts["run"] = run(image, [photo], iterations=100000)
+    killer.join(timeout=60)
+    facts["layers"] = describe(image)
+    facts["temp_after_kill"] = sorted(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    return facts
 
 
 def scenario_gray_two_layers():

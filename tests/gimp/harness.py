@@ -107,6 +107,20 @@ def run_batch(home: Path, spec: dict, *, timeout: float = 600, extra_env: dict |
     return results
 
 
+def nst_core(args: list[str], home: Path, *, in_chroot: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run this environment's nst-core with HOME=home (no GIMP-related overrides), on the host or
+    inside the GIMP chroot (where gimp-3.0 exists)."""
+    env = {"HOME": str(home), "NST_CORE_WEIGHTS": str(weights_file()), "PATH": "/usr/bin:/bin"}
+    command = [str(cli_executable()), *args]
+    if in_chroot:
+        command = ["bash", str(GIMP_ENV), "run", "env", *(f"{k}={v}" for k, v in env.items()), *command]
+        env = {**env_for_gimp_env()}
+        env["NST_GIMP_BINDS"] += f":{home}"
+    else:
+        env = {k: v for k, v in os.environ.items() if k not in ("XDG_CONFIG_HOME", "GIMP3_DIRECTORY")} | env
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def train_tiny_model(path: Path) -> Path:
     """A fast-style model (tiny network, 2 steps on the test photo, real VGG-16) at ``path``."""
     import numpy as np

@@ -31,6 +31,15 @@ def test_strength_is_logarithmic_with_50_at_the_engine_default(strength, weight)
     assert bridge.strength_for_style_weight(weight) == pytest.approx(strength)
 
 
+@pytest.mark.parametrize("strength", [0, 10, 37.5, 50, 80, 100])
+def test_the_help_texts_formula_is_the_codes(strength):
+    """The procedure's help shows STRENGTH_FORMULA; evaluated, it gives what the code sends."""
+    expression = bridge.STRENGTH_FORMULA.replace("^", "**").replace("s", f"({strength})")
+    assert eval(expression, {}) == pytest.approx(bridge.style_weight_for_strength(strength))
+    source = (REPO / "plugins" / "gimp" / "nst_gimp" / "nst_gimp.py").read_text()
+    assert "bridge.STRENGTH_FORMULA" in source and "10 * 10^" not in source
+
+
 def test_strength_is_clamped_and_monotonic():
     weights = [bridge.style_weight_for_strength(s) for s in range(-10, 111)]
     assert weights == sorted(weights)
@@ -212,36 +221,86 @@ def test_child_environment_drops_gimps_python_settings():
     assert env["PATH"] == "/bin" and env["X"] == "1" and env["PYTHONUNBUFFERED"] == "1"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
-def test_cli_dies_with_the_plugin_process(images, tmp_path):
-    """GIMP kills a cancelled plug-in; its nst-core must not run on (PR_SET_PDEATHSIG)."""
-    content, style, out = images
-    pid_file = tmp_path / "pid"
-    command = bridge.build_command(fake_cli(), content, style, out, bridge.Options(iterations=1000), 8, 6)
-    driver = tmp_path / "driver.py"
-    driver.write_text(
-        "import os, sys\n"
-        f"sys.path.insert(0, {str(REPO / 'plugins' / 'gimp' / 'nst_gimp')!r})\n"
-        "import nst_gimp_bridge as b\n"
-        "def upd(f, t):\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        f"b.run_cli({command!r}, on_update=upd)\n")
+def start_plugin_and_kill_it(command, tmp_path, env):
+    """Run ``command`` through bridge.run_cli in a stand-in plug-in process; once the CLI has
+    reported progress, SIGKILL the plug-in (as GIMP does on Cancel). Returns the CLI's pid and
+    the seconds it lived on after its parent's death (None: still running after 20 s)."""
     import subprocess
 
-    env = dict(os.environ, FAKE_NST_STEP_DELAY="0.1", FAKE_NST_ARGS_LOG=str(tmp_path / "args.log"))
-    plugin = subprocess.Popen([sys.executable, str(driver)], env=env)
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline:
+    started = tmp_path / "started"
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'plugins' / 'gimp' / 'nst_gimp')!r})\n"
+        "import nst_gimp_bridge as b\n"
+        f"b.run_cli({command!r}, on_update=lambda f, t: open({str(started)!r}, 'w').close())\n")
+    plugin = subprocess.Popen([sys.executable, str(driver)], env={**os.environ, **env})
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and plugin.poll() is None:
         time.sleep(0.05)
+    assert started.exists(), "the CLI did not report progress"
     children = [int(p) for p in Path(f"/proc/{plugin.pid}/task/{plugin.pid}/children").read_text().split()]
-    assert children, "the CLI did not start"
-    plugin.kill()  # as GIMP does
+    assert len(children) == 1, children
+    plugin.kill()
+    killed = time.monotonic()
     plugin.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() and
-                                              "Z" not in _state(c) for c in children):
-        time.sleep(0.1)
-    assert not any(Path(f"/proc/{c}").exists() and "Z" not in _state(c) for c in children)
+    while time.monotonic() - killed < 20:
+        if not _alive(children[0]):
+            return children[0], time.monotonic() - killed
+        time.sleep(0.02)
+    os.kill(children[0], 9)
+    return children[0], None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_cli_dies_with_the_plugin_process(images, tmp_path):
+    """GIMP kills a cancelled plug-in; its CLI must go within a second, even in the middle of a
+    long step that it would finish first if it were only asked to stop (SIGTERM)."""
+    content, style, out = images
+    command = bridge.build_command(fake_cli(), content, style, out, bridge.Options(iterations=3), 8, 6)
+    _, lived = start_plugin_and_kill_it(command, tmp_path, {"FAKE_NST_STEP_DELAY": "30"})
+    assert lived is not None and lived < 1.0, lived
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_the_real_nst_core_dies_with_the_plugin_process(images, tmp_path, random_weights_file):
+    """The same with the real nst-core mid-run (it answers SIGTERM by finishing its step)."""
+    from PIL import Image
+
+    content, style, out = images
+    Image.new("RGB", (96, 96), (10, 120, 200)).save(content)
+    Image.new("RGB", (96, 96), (200, 100, 0)).save(style)
+    cli = str(Path(sys.executable).with_name("nst-core"))
+    command = bridge.build_command(cli, content, style, out, bridge.Options(iterations=100000, size=96), 96, 96)
+    _, lived = start_plugin_and_kill_it(command, tmp_path, {"NST_CORE_WEIGHTS": str(random_weights_file),
+                                                            "OMP_NUM_THREADS": "1"})
+    assert lived is not None and lived < 2.0, lived
+    assert not out.exists()
+
+
+def test_a_parent_gone_before_the_child_is_armed_is_noticed():
+    """The window between fork and prctl: the child sees a new parent and exits at once."""
+    preexec = bridge._parent_death_kill()
+    assert preexec is not None
+    import subprocess
+
+    code = ("import os, sys\n"
+            f"sys.path.insert(0, {str(REPO / 'plugins' / 'gimp' / 'nst_gimp')!r})\n"
+            "import nst_gimp_bridge as b\n"
+            "f = b._parent_death_kill()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    import time; time.sleep(0.5); f(); os._exit(0)\n"  # the parent is gone by then
+            "print(pid)\n")
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid):
+    return Path(f"/proc/{pid}").exists() and _state(pid) != "Z"
 
 
 def _state(pid):
@@ -352,7 +411,30 @@ def test_find_cli_errors(tmp_path):
 def test_names():
     assert bridge.style_label("/x/starry_night.jpg") == "starry_night"
     assert bridge.style_label("", "Layer 2") == "Layer 2"
-    assert bridge.result_layer_name("starry_night") == "Neural Style: starry_night"
+    assert bridge.result_layer_name("Background", "starry_night") == "Background (starry_night)"
+
+
+def test_style_problem_is_found_before_nst_core_starts(tmp_path):
+    style = tmp_path / "style.jpg"
+    assert bridge.style_problem("") == bridge.NO_STYLE
+    assert bridge.style_problem(str(style)) == f"the style image {style} does not exist"
+    style.write_bytes(b"x")
+    assert bridge.style_problem(str(style)) is None
+    assert bridge.style_problem("", style_layer=True) is None
+    assert bridge.style_problem("", fast_model="candy") is None
+    assert bridge.style_problem("", fast_model=bridge.NO_FAST_MODEL) == bridge.NO_STYLE
+
+
+def test_menu_is_a_neural_style_submenu_under_filters():
+    assert bridge.MENU_PATH == "<Image>/Filters/Neural Style"
+    assert bridge.menu_text() == "Filters > Neural Style > Paint Like a Painting..."
+    # the plug-in defines exactly the procedures that have menu labels
+    import ast
+
+    tree = ast.parse((REPO / "plugins" / "gimp" / "nst_gimp" / "nst_gimp.py").read_text())
+    entries = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and any(getattr(target, "id", "") == "ENTRIES" for target in node.targets))
+    assert [key.value for key in entries.keys] == list(bridge.MENU_LABELS)
 
 
 def test_sweep_removes_only_dead_processes_folders(tmp_path):

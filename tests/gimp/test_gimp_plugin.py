@@ -20,12 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 
+sys.path.insert(0, str(harness.REPO / "plugins" / "gimp" / "nst_gimp"))
+import nst_gimp_bridge as bridge  # noqa: E402
+
 pytestmark = pytest.mark.gimp
 
 WIDTH, HEIGHT, ITERATIONS = 64, 48, 12
-SCENARIOS = ["basic", "u16_alpha", "missing_style", "gray_two_layers", "fast_style"]
+# "killed" runs before others: their runs must remove the temporary folder it leaves
+SCENARIOS = ["basic", "killed", "u16_alpha", "missing_style", "no_style", "gray_two_layers", "fast_style"]
 FAST_STYLE = "tiny_starry"
-RESULT_NAME = "Neural Style: starry_night"
+
+
+def result_name(layer, style="starry_night"):
+    return bridge.result_layer_name(layer, style)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,7 @@ def succeeded(facts):
 def test_new_layer_above_original_which_is_unchanged(gimp_results):
     facts = succeeded(scenario(gimp_results, "basic"))
     names = [layer["name"] for layer in facts["layers"]]
-    assert names == [RESULT_NAME, "photo", "background"]
+    assert names == ["photo (starry_night)", "photo", "background"]
     new, original = facts["layers"][0], facts["layers"][1]
     assert (new["width"], new["height"], new["offsets"]) == (original["width"], original["height"], [8, 10])
     assert facts["original_unchanged"]
@@ -73,11 +80,17 @@ def test_new_layer_above_original_which_is_unchanged(gimp_results):
     assert facts["bottom_is_last"]
 
 
-def test_menu_entry(gimp_results):
+def test_menu_entry_in_a_neural_style_submenu_under_filters(gimp_results):
     menu = scenario(gimp_results, "basic")["menu"]
-    assert menu["label"] == "Neural Style..."
-    assert menu["paths"] == ["<Image>/Filters/Artistic"]
+    assert menu["label"] == "Paint Like a Painting..."
+    assert menu["paths"] == ["<Image>/Filters/Neural Style"]
     assert menu["image_types"] == "RGB*, GRAY*"
+
+
+def test_help_states_the_strength_mapping_the_code_uses(gimp_results):
+    help_text = scenario(gimp_results, "basic")["menu"]["help"]
+    assert f"--style-weight as {bridge.STRENGTH_FORMULA}:" in help_text
+    assert bridge.STRENGTH_FORMULA.startswith(f"{bridge.style_weight_for_strength(50):g} * ")
 
 
 def test_one_balanced_undo_group(gimp_results):
@@ -95,7 +108,7 @@ def test_selection_limits_the_change(gimp_results):
 
 def test_16_bit_image_with_alpha(gimp_results):
     facts = succeeded(scenario(gimp_results, "u16_alpha"))
-    assert [layer["name"] for layer in facts["layers"]] == [RESULT_NAME, "photo16"]
+    assert [layer["name"] for layer in facts["layers"]] == [result_name("photo16"), "photo16"]
     new = facts["layers"][0]
     assert new["alpha"] and not new["mask"]  # no selection: no mask
     assert facts["precision"] == "u16-non-linear"
@@ -106,23 +119,40 @@ def test_16_bit_image_with_alpha(gimp_results):
     assert facts["fraction_8bit_levels"] < 0.5, facts
 
 
-def test_missing_style_is_an_execution_error_with_the_cli_message(gimp_results):
+def test_missing_style_file_is_an_error_before_nst_core_starts(gimp_results):
     facts = scenario(gimp_results, "missing_style")
     assert facts["run"]["status"] == "execution-error", facts["run"]
-    message = facts["run"]["message"] or ""
-    assert "no-such-style" in message, message
-    assert "Traceback" not in message and "\n" not in message
+    # the plug-in's own check (nst-core's message would be "cannot read ...")
+    assert facts["run"]["message"] == f"the style image {facts['missing']} does not exist", facts["run"]
     assert facts["file_run"]["status"] in ("calling-error", "execution-error"), facts["file_run"]
     assert [layer["name"] for layer in facts["layers"]] == ["photo"]
+
+
+def test_no_style_is_an_error_before_nst_core_starts(gimp_results):
+    facts = scenario(gimp_results, "no_style")
+    assert facts["run"]["status"] == "execution-error", facts["run"]
+    assert facts["run"]["message"] == bridge.NO_STYLE
+    assert [layer["name"] for layer in facts["layers"]] == ["photo"]
+
+
+def test_cancel_gimp_killing_the_plugin_kills_nst_core_at_once(gimp_results):
+    facts = scenario(gimp_results, "killed")
+    assert facts["cli_command"][1].endswith("/nst-core") and facts["cli_command"][2] == "run", facts
+    print(f"\nnst-core killed with the plug-in {facts['cli_started_to_kill']} s after the run began; it lived on "
+          f"{facts['cli_lived_after_kill']} s")
+    assert facts["cli_lived_after_kill"] is not None and facts["cli_lived_after_kill"] < 1.0, facts
+    assert facts["run"]["status"] != "success"
+    assert [layer["name"] for layer in facts["layers"]] == ["photo"]
+    # the killed run's temporary folder is there until the plug-in runs next
+    assert [name for name in facts["temp_after_kill"] if name.startswith(bridge.TEMP_PREFIX)], facts
 
 
 def test_gray_image_two_selected_layers_style_from_a_layer(gimp_results):
     facts = succeeded(scenario(gimp_results, "gray_two_layers"))
     assert facts["base_type"] == "gray"
     names = [layer["name"] for layer in facts["layers"]]
-    # named after the style layer; GIMP makes the second name unique ("... #1")
-    assert names[1::2] == ["second", "first"]
-    assert all(name.startswith("Neural Style: painting") for name in names[0::2]), names
+    # each named after its own layer and the style layer: no "#1" to tell them apart
+    assert names == ["second (painting)", "second", "first (painting)", "first"]
     assert facts["layers"][0]["offsets"] == facts["layers"][1]["offsets"] == [4, 6]
     assert (facts["layers"][0]["width"], facts["layers"][0]["height"]) == (WIDTH // 2, HEIGHT // 2)
 
@@ -134,6 +164,6 @@ def test_temporary_files_removed(gimp_results):
 
 def test_fast_style_from_the_models_folder(gimp_results):
     facts = succeeded(scenario(gimp_results, "fast_style"))
-    assert [layer["name"] for layer in facts["layers"]] == [f"Neural Style: {FAST_STYLE}", "photo"]
+    assert [layer["name"] for layer in facts["layers"]] == [result_name("photo", FAST_STYLE), "photo"]
     assert (facts["layers"][0]["width"], facts["layers"][0]["height"]) == (WIDTH, HEIGHT)
     assert facts["original_unchanged"] and facts["new_vs_original_mean_diff"] > 1.0

@@ -272,16 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (weights, *weights_commands.choices.values()):
         sub.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
-    gimp = commands.add_parser("gimp", help="install the GIMP 3 plug-in (Filters > Artistic > Neural Style...)",
-                               description="Install, remove or check the GIMP 3 plug-in.")
+    gimp = commands.add_parser("gimp", help="install the GIMP 3 plug-in (Filters > Neural Style)",
+                               description="Install, remove or check the GIMP 3 plug-in (Filters > Neural Style).")
     gimp_commands = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=OneLineParser)
     gimp_commands.required = True
-    gimp_commands.add_parser("install", help="copy the plug-in into GIMP's plug-ins folder and record this nst-core")
+    gimp_install_parser = gimp_commands.add_parser(
+        "install", help="copy the plug-in into GIMP's plug-ins folder and record this nst-core")
+    gimp_install_parser.add_argument(
+        "--force", action="store_true", help="install even before GIMP 3's first start (it then does not copy "
+        "GIMP 2's settings) or into a folder that is not a GIMP plug-ins folder")
     gimp_commands.add_parser("uninstall", help="remove the plug-in from GIMP's plug-ins folder")
-    gimp_commands.add_parser("doctor", help="explain why GIMP shows no Neural Style menu entry")
+    gimp_commands.add_parser("doctor", help="explain why GIMP shows no Neural Style menu")
     for sub in gimp_commands.choices.values():
-        sub.add_argument("--gimp-dir", metavar="DIR",
-                         help="GIMP 3's plug-ins folder (default: the usual one for this system)")
+        sub.add_argument("--gimp-dir", metavar="DIR", help="GIMP 3's plug-ins folder, or its profile folder such as "
+                         "~/.config/GIMP/3.0 (default: the usual one for this system)")
         sub.add_argument("--debug", action="store_true", help="show Python tracebacks")
     return parser
 
@@ -727,13 +731,18 @@ def command_gimp(args: argparse.Namespace) -> int:
     if args.gimp_command == "install":
         cli = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "nst-core" else None
         cli = cli or Path(sys.executable).with_name("nst-core")
-        target = gimp_install.install(args.gimp_dir, cli)
+        target = gimp_install.install(args.gimp_dir, cli, force=args.force)
         print(f"installed the GIMP plug-in into {target}; it runs {cli}")
-        print("restart GIMP 3, then use Filters > Artistic > Neural Style...")
+        print(f"restart GIMP 3, then use {gimp_install.menu_text()}")
         return EXIT_OK
     if args.gimp_command == "uninstall":
         removed = gimp_install.uninstall(args.gimp_dir)
-        print("removed the GIMP plug-in" if removed else "the GIMP plug-in was not installed")
+        for path in removed:
+            print(f"removed {path}")
+        if not removed:
+            where = gimp_install.plugins_dir(args.gimp_dir) if args.gimp_dir else " or ".join(
+                str(folder) for folder in gimp_install.default_gimp_plugin_dirs())
+            print(f"the GIMP plug-in is not installed in {where}; nothing removed")
         return EXIT_OK
     checks = gimp_install.doctor(args.gimp_dir)
     for ok, message in checks:

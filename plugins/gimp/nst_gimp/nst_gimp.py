@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Neural Style: a GIMP 3 plug-in that paints layers in the style of a painting with nst-core.
 
-Filters > Artistic > Neural Style... (procedure ``python-fu-nst-neural-style``).
+Filters > Neural Style > Paint Like a Painting... (procedure ``python-fu-nst-neural-style``).
+Every entry of the Filters > Neural Style submenu is one procedure: its menu label is in
+``nst_gimp_bridge.MENU_LABELS`` and its settings and run function in :data:`ENTRIES` below, so
+adding an entry is one line in each plus its two functions.
 
 For every selected layer the plug-in writes the layer's pixels to a PNG in a private temporary
 folder (8-bit, or 16-bit for high-bit-depth images; with alpha when the layer has alpha), runs
 ``nst-core run CONTENT STYLE -o RESULT --progress json`` (or, with a fast style chosen,
 ``nst-core run CONTENT --fast-model MODEL -o RESULT``) in a subprocess, shows its progress in
-GIMP's progress bar and loads the result as a NEW layer named "Neural Style: <style>" right above
+GIMP's progress bar and loads the result as a NEW layer named "<layer> (<style>)" right above
 the original layer, at the same offsets and the same size. The original is never modified.
 
 * Selection: with an active selection the new layer gets a layer mask made from the selection,
@@ -16,8 +19,10 @@ the original layer, at the same offsets and the same size. The original is never
 * Alpha: a layer with alpha is exported as RGBA; nst-core puts the alpha back on its output.
 * Undo: all new layers are made in one undo group ("Neural Style"), so one Undo removes them.
 * Errors: nst-core's one-line message becomes the procedure's error; nothing is added to the
-  image when any layer fails, and the temporary folder is always removed.
-* Cancelling (GIMP stops the plug-in) stops nst-core too (Linux: parent-death signal).
+  image when any layer fails, and the temporary folder is always removed. A missing style is
+  caught before nst-core starts: the dialog says so and keeps OK disabled.
+* Cancelling (GIMP kills the plug-in) kills nst-core too (Linux: parent-death signal); the
+  temporary folder of a killed run is removed when the plug-in next runs.
 
 The settings and their mapping onto nst-core's options live in ``nst_gimp_bridge.py`` (no GIMP
 needed to test it). The plug-in finds nst-core through ``nst-core-path.txt`` written next to this
@@ -39,7 +44,6 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, HERE)
 import nst_gimp_bridge as bridge  # noqa: E402
 
-PROC_NAME = "python-fu-nst-neural-style"
 RW = GObject.ParamFlags.READWRITE
 _STOP_REQUESTED = []
 
@@ -57,91 +61,97 @@ def _error(procedure, message):
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, error)
 
 
-class NeuralStyle(Gimp.PlugIn):
-    def do_query_procedures(self):
-        return [PROC_NAME]
-
-    def do_set_i18n(self, name):
-        return False
-
-    def do_create_procedure(self, name):
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
-        procedure.set_image_types("RGB*, GRAY*")
-        procedure.set_sensitivity_mask(
-            Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)
-        procedure.set_menu_label("Neural Style...")
-        procedure.add_menu_path("<Image>/Filters/Artistic")
-        procedure.set_documentation(
-            "Paint layers in the style of a painting (neural style transfer)",
-            "Stylizes every selected layer with nst-core and puts each result in a new layer "
-            "above it, named after the style; the original layers are not changed. With a "
-            "selection, the new layers get a mask from the selection so only the selected area "
-            "changes. Style strength s maps to nst-core's --style-weight as "
-            "10 * 10^((s - 50) / 25): 50 is the engine default, each 25 points is ten times "
-            "more or less style.",
-            name)
-        procedure.set_attribution("nst-core", "nst-core contributors", "2026")
-
-        # The style: an image file (the dialog's file chooser; GIMP itself refuses a file that
-        # does not exist), or a path string for scripts (used when set and no file is chosen;
-        # ignored in interactive runs, as the dialog does not show it), or an open layer.
-        procedure.add_file_argument(
-            "style-file", "Style _image", "The painting whose style to use (PNG, JPEG, TIFF...)",
-            Gimp.FileChooserAction.OPEN, True, None, RW)
-        procedure.add_string_argument(
-            "style-path", "Style image path", "For scripts: the style image's path (when style-file is not set)",
-            "", RW)
-        procedure.add_drawable_argument(
-            "style-layer", "Or style la_yer", "An open layer to use as the style (when no style image is set)",
-            True, RW)
-        # Or a fast style: a model trained with 'nst-core train' (found in nst-core's models folder,
-        # listed when the plug-in starts), applied in one network pass instead of optimizing.
-        procedure.add_choice_argument(
-            "fast-style", "Or _fast style", "A trained fast-style model from nst-core's models folder "
-            "(nst-core train); used instead of the style image, in seconds",
-            _choice(bridge.fast_model_choices()), bridge.NO_FAST_MODEL, RW)
-        procedure.add_string_argument(
-            "fast-model-path", "Fast model path", "For scripts: a .nst model file or a model name (when "
-            "fast-style is none)", "", RW)
-        procedure.add_double_argument(
-            "strength", "Style stre_ngth", "0-100; 50 = the engine default (log scale: +25 = 10x more style)",
-            0.0, 100.0, 50.0, RW)
-        procedure.add_choice_argument(
-            "preserve-color", "Colo_urs", "Keep the layer's colours instead of the style's",
-            _choice(bridge.COLOR_MODES), bridge.DEFAULT_COLOR, RW)
-        procedure.add_choice_argument(
-            "quality", "_Quality", "Iterations and the largest processing size",
-            _choice(bridge.QUALITY_PRESETS), bridge.DEFAULT_QUALITY, RW)
-        procedure.add_int_argument(
-            "size", "Processing si_ze", "Long side in pixels to compute at (0 = the layer's size, "
-            "capped by the quality preset); the result is scaled to the layer's size",
-            0, 16384, 0, RW)
-        procedure.add_int_argument(
-            "seed", "S_eed", "Random seed (the same seed gives the same result)", 0, 2**31 - 1, 0, RW)
-        # Advanced
-        procedure.add_int_argument(
-            "iterations", "Itera_tions", "Optimization steps at full size (0 = from the quality preset)", 0, 100000, 0, RW)
-        procedure.add_double_argument(
-            "tv-weight", "S_moothing (TV weight)", "Total-variation weight (-1 = the engine default)",
-            -1.0, 1.0e6, -1.0, RW)
-        procedure.add_choice_argument(
-            "model", "Net_work", "The VGG network", _choice(bridge.MODELS), bridge.DEFAULT_MODEL, RW)
-        return procedure
+def _define_paint(procedure):
+    """The settings of Filters > Neural Style > Paint Like a Painting... (optimization, or a
+    trained fast style)."""
+    procedure.set_documentation(
+        "Paint layers in the style of a painting (neural style transfer)",
+        "Stylizes every selected layer with nst-core and puts each result in a new layer "
+        "above it, named after the layer and the style; the original layers are not changed. "
+        "With a selection, the new layers get a mask from the selection so only the selected "
+        "area changes. Style strength s maps to nst-core's --style-weight as "
+        f"{bridge.STRENGTH_FORMULA}: 50 is the engine default, each 25 points is ten times "
+        "more or less style.",
+        procedure.get_name())
+    # The style: an image file (the dialog's file chooser; GIMP itself refuses a file that
+    # does not exist), or a path string for scripts (used when set and no file is chosen;
+    # ignored in interactive runs, as the dialog does not show it), or an open layer.
+    procedure.add_file_argument(
+        "style-file", "Style _image", "The painting whose style to use (PNG, JPEG, TIFF...)",
+        Gimp.FileChooserAction.OPEN, True, None, RW)
+    procedure.add_string_argument(
+        "style-path", "Style image path", "For scripts: the style image's path (when style-file is not set)",
+        "", RW)
+    procedure.add_drawable_argument(
+        "style-layer", "Or style la_yer", "An open layer to use as the style (when no style image is set)",
+        True, RW)
+    # Or a fast style: a model trained with 'nst-core train' (found in nst-core's models folder,
+    # listed when the plug-in starts), applied in one network pass instead of optimizing.
+    procedure.add_choice_argument(
+        "fast-style", "Or _fast style", "A trained fast-style model from nst-core's models folder "
+        "(nst-core train); used instead of the style image, in seconds",
+        _choice(bridge.fast_model_choices()), bridge.NO_FAST_MODEL, RW)
+    procedure.add_string_argument(
+        "fast-model-path", "Fast model path", "For scripts: a .nst model file or a model name (when "
+        "fast-style is none)", "", RW)
+    procedure.add_double_argument(
+        "strength", "Style stre_ngth", "0-100; 50 = the engine default (log scale: +25 = 10x more style)",
+        0.0, 100.0, 50.0, RW)
+    procedure.add_choice_argument(
+        "preserve-color", "Colo_urs", "Keep the layer's colours instead of the style's",
+        _choice(bridge.COLOR_MODES), bridge.DEFAULT_COLOR, RW)
+    procedure.add_choice_argument(
+        "quality", "_Quality", "Iterations and the largest processing size",
+        _choice(bridge.QUALITY_PRESETS), bridge.DEFAULT_QUALITY, RW)
+    procedure.add_int_argument(
+        "size", "Processing si_ze (0 = automatic)", "Long side in pixels to compute at (0 = automatic: "
+        "the layer's size, capped by the quality preset); the result is scaled to the layer's size",
+        0, 16384, 0, RW)
+    procedure.add_int_argument(
+        "seed", "S_eed", "Random seed (the same seed gives the same result)", 0, 2**31 - 1, 0, RW)
+    # Advanced
+    procedure.add_int_argument(
+        "iterations", "Itera_tions (0 = automatic)", "Optimization steps at full size (0 = automatic: "
+        "from the quality preset)", 0, 100000, 0, RW)
+    procedure.add_double_argument(
+        "tv-weight", "S_moothing (-1 = automatic)", "Total-variation weight (-1 = automatic: the engine "
+        "default)", -1.0, 1.0e6, -1.0, RW)
+    procedure.add_choice_argument(
+        "model", "Net_work", "The VGG network", _choice(bridge.MODELS), bridge.DEFAULT_MODEL, RW)
 
 
 def _show_dialog(procedure, config):
+    """The dialog; OK stays disabled, with the reason shown, until a usable style is chosen.
+    True when the user pressed OK."""
     gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import GimpUi, Gtk
 
     GimpUi.init("nst_gimp")
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
     dialog.get_spin_scale("strength", 1.0)
+    problem_label = dialog.get_label("style-problem", "", False, False)
     dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
     dialog.get_label("advanced-label", "Advanced", False, False)
     dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
-    dialog.fill(["style-file", "style-layer", "fast-style", "strength", "preserve-color", "quality", "size", "seed",
-                 "advanced"])
-    accepted = dialog.run()
+    dialog.fill(["style-file", "style-layer", "fast-style", "style-problem", "strength", "preserve-color",
+                 "quality", "size", "seed", "advanced"])
+
+    def refresh(*_):
+        problem = _style_problem(config, Gimp.RunMode.INTERACTIVE)
+        problem_label.set_text(f"To start: {problem}" if problem else "")
+        problem_label.set_visible(bool(problem))
+        dialog.set_response_sensitive(Gtk.ResponseType.OK, problem is None)
+        return problem
+
+    for name in ("style-file", "style-layer", "fast-style"):
+        config.connect(f"notify::{name}", refresh)
+    refresh()
+    accepted = False
+    while dialog.run():
+        if refresh() is None:  # the file may have gone since it was chosen
+            accepted = True
+            break
     dialog.destroy()
     return accepted
 
@@ -157,6 +167,12 @@ def _options(config, run_mode):
     fast_path = config.get_property("fast-model-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
     values["fast_model"] = fast_style if fast_style and fast_style != bridge.NO_FAST_MODEL else (fast_path or "")
     return bridge.Options.from_mapping(values)
+
+
+def _style_problem(config, run_mode):
+    options = _options(config, run_mode)
+    return bridge.style_problem(options.style, style_layer=config.get_property("style-layer") is not None,
+                                fast_model=options.fast_model)
 
 
 def _layer_of(drawable):
@@ -183,7 +199,7 @@ def _selection_active(image):
     return not Gimp.Selection.is_empty(image)
 
 
-def run(procedure, run_mode, image, drawables, config, data):
+def _run_paint(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         if not _show_dialog(procedure, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
@@ -200,8 +216,9 @@ def run(procedure, run_mode, image, drawables, config, data):
 
     options = _options(config, run_mode)
     style_layer = config.get_property("style-layer")
-    if not options.style and style_layer is None and not options.uses_fast_model:
-        return _error(procedure, "choose a style image (or a style layer, or a fast style)")
+    problem = _style_problem(config, run_mode)
+    if problem:
+        return _error(procedure, problem)
     try:
         options.validate()
         cli = bridge.find_cli(HERE)
@@ -277,7 +294,7 @@ def _add_result_layer(image, layer, path, style_name, selection):
     new = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path))
     if new is None:
         raise bridge.CliError(f"GIMP could not load nst-core's result {os.path.basename(path)}")
-    new.set_name(bridge.result_layer_name(style_name))
+    new.set_name(bridge.result_layer_name(layer.get_name(), style_name))
     image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
     width, height = layer.get_width(), layer.get_height()
     if (new.get_width(), new.get_height()) != (width, height):
@@ -287,6 +304,33 @@ def _add_result_layer(image, layer, path, style_name, selection):
     if selection:
         new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
     return new
+
+
+#: The entries of Filters > Neural Style: procedure name -> (define its settings, run it). Their
+#: menu labels are in nst_gimp_bridge.MENU_LABELS.
+ENTRIES = {
+    "python-fu-nst-neural-style": (_define_paint, _run_paint),
+}
+
+
+class NeuralStyle(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return list(ENTRIES)
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        define, run = ENTRIES[name]
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_sensitivity_mask(
+            Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)
+        procedure.set_menu_label(bridge.MENU_LABELS[name])
+        procedure.add_menu_path(bridge.MENU_PATH)
+        procedure.set_attribution("nst-core", "nst-core contributors", "2026")
+        define(procedure)
+        return procedure
 
 
 if __name__ == "__main__":

@@ -45,6 +45,23 @@ CLI_ENV = "NST_GIMP_CLI"
 CLI_NAME = "nst-core"
 
 # --------------------------------------------------------------------------------------------
+# The menu: a "Neural Style" submenu directly under Filters, one entry per procedure.
+
+#: GIMP's menu path of every entry (GIMP makes the submenu).
+MENU_PATH = "<Image>/Filters/Neural Style"
+#: The entries: procedure name -> menu label. nst_gimp.py's ``ENTRIES`` gives each one its
+#: settings and run function (a test checks that the two tables name the same procedures).
+MENU_LABELS: dict[str, str] = {
+    "python-fu-nst-neural-style": "Paint Like a Painting...",
+}
+
+
+def menu_text(procedure: str | None = None) -> str:
+    """Where a user finds an entry, in words: ``Filters > Neural Style > Paint Like a Painting...``."""
+    label = MENU_LABELS[procedure or next(iter(MENU_LABELS))]
+    return " > ".join([*MENU_PATH.split("/")[1:], label])
+
+# --------------------------------------------------------------------------------------------
 # Choices. Each is one line: value -> (label shown in GIMP, what it means for the CLI).
 
 
@@ -86,8 +103,10 @@ DEFAULT_MODEL = "auto"
 #: Engine default of ``--style-weight`` (``nst_core.Config().style_weight``; GIMP's Python cannot
 #: import nst_core, so it is repeated here and a test checks that the two agree), reached at 50.
 DEFAULT_STYLE_WEIGHT = 5.0
-#: Strength points per decade of style weight: 0 -> 0.1, 25 -> 1, 50 -> 10, 75 -> 100, 100 -> 1000.
+#: Strength points per decade of style weight: 0 -> 0.05, 25 -> 0.5, 50 -> 5, 75 -> 50, 100 -> 500.
 STRENGTH_POINTS_PER_DECADE = 25.0
+#: The slider's mapping in words, for the procedure's help (a test evaluates it against the code).
+STRENGTH_FORMULA = f"{DEFAULT_STYLE_WEIGHT:g} * 10^((s - 50) / {STRENGTH_POINTS_PER_DECADE:g})"
 #: Smallest processing size the engine accepts.
 MIN_SIZE = 16
 
@@ -96,7 +115,7 @@ def style_weight_for_strength(strength: float) -> float:
     """Map the 0-100 "style strength" slider onto ``--style-weight`` (logarithmically).
 
     ``weight = 5 * 10 ** ((strength - 50) / 25)``: 50 gives the engine's default 5.0 and every
-    25 points multiply the weight by ten (0 -> 0.1, 100 -> 1000), so equal slider steps make
+    25 points multiply the weight by ten (0 -> 0.05, 100 -> 500), so equal slider steps make
     similar-looking changes anywhere on the slider.
     """
     strength = min(100.0, max(0.0, float(strength)))
@@ -418,16 +437,33 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: have the kernel send SIGTERM to the CLI when the plug-in dies (GIMP kills a
-    plug-in whose progress the user cancels), so a stylization never runs on orphaned."""
+PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_kill() -> Callable[[], None] | None:
+    """Linux: a ``preexec_fn`` that has the kernel SIGKILL the CLI the moment the plug-in dies.
+
+    GIMP kills (SIGKILL) a plug-in whose progress the user cancels; the plug-in cannot pass
+    that on. SIGKILL, not SIGTERM: nst-core answers SIGTERM by finishing its current step and
+    writing its best image, which takes seconds and then fails on the closed pipe. ctypes is
+    loaded here, in the parent: the child between fork and exec only makes the two calls.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the plug-in died before prctl: nobody would stop us
+            os._exit(1)
+
+    return preexec
 
 
 def run_cli(
@@ -454,8 +490,9 @@ def run_cli(
     # stderr goes to a file, not a pipe: no deadlock, and it is read only on failure
     stderr_file = open(stderr_path, "w+b") if stderr_path else tempfile.TemporaryFile("w+b")
     kwargs: dict[str, Any] = {}
-    if sys.platform.startswith("linux"):
-        kwargs["preexec_fn"] = _die_with_parent
+    preexec = _parent_death_kill()
+    if preexec is not None:
+        kwargs["preexec_fn"] = preexec
     elif os.name == "nt":
         kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
             subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
@@ -619,8 +656,24 @@ def style_label(style_path: str | None, layer_name: str | None = None) -> str:
     return layer_name or "style"
 
 
-def result_layer_name(style_name: str) -> str:
-    return f"Neural Style: {style_name}"
+def result_layer_name(layer_name: str, style_name: str) -> str:
+    """The new layer's name: its source layer's, then the style's: ``Background (starry_night)``."""
+    return f"{layer_name} ({style_name})"
+
+
+NO_STYLE = "choose a style image, a style layer or a fast style"
+
+
+def style_problem(style_path: str, *, style_layer: bool = False, fast_model: str = "") -> str | None:
+    """Why a run cannot start with this style, in one line (the dialog shows it and keeps OK
+    disabled); None when it can. A fast model wins over a style image, which wins over a layer."""
+    if fast_model and fast_model != NO_FAST_MODEL:
+        return None
+    if style_path:
+        if not os.path.isfile(style_path):
+            return f"the style image {style_path} does not exist"
+        return None
+    return None if style_layer else NO_STYLE
 
 
 TEMP_PREFIX = "nst-gimp-"

@@ -19,7 +19,7 @@
 # Environment: NST_GIMP_CHROOT (default /var/cache/nst-core/gimp-chroot), NST_GIMP_SUITE
 # (default trixie), NST_GIMP_MIRROR (default: the host's own Debian mirror).
 # Needs root and the Debian package registry; fails loudly (exit 1, a message on stderr) when
-# either is missing. Building takes about a minute and ~1 GB; afterwards `ensure` is instant.
+# either is missing. Building takes about a minute and ~730 MB; afterwards `ensure` is instant.
 set -euo pipefail
 
 ROOT=${NST_GIMP_CHROOT:-/var/cache/nst-core/gimp-chroot}
