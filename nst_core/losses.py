@@ -57,7 +57,8 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of vertically and horizontally neighbouring pixels, × 100."""
     dy = image[..., 1:, :] - image[..., :-1, :]
     dx = image[..., :, 1:] - image[..., :, :-1]
-    return 100.0 * (torch.mean(dy**2) + torch.mean(dx**2))
+    # an image one pixel high (or wide) has no vertical (horizontal) neighbours: that term is 0
+    return 100.0 * sum((torch.sum(d**2) / d.numel() for d in (dy, dx) if d.numel()), image.new_zeros(()))
 
 
 # --- thin modules: the built-in loss terms ---------------------------------------------------------
