@@ -31,7 +31,6 @@ and never onto one of the ``protect`` paths.
 from __future__ import annotations
 
 import datetime
-import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -139,7 +138,7 @@ def load_model(path: str | PathLike, *, device: torch.device | str = "cpu") -> F
         bad metadata.
     """
     file = Path(path)
-    name = _show(file)
+    name = quote_path(file)
     payload = _read(file, name)
     metadata, weights = _check_payload(payload, name)
     try:
