@@ -1,0 +1,132 @@
+"""The style-prediction network: a painting in, a 100-number style vector out.
+
+Ghiasi et al. (2017) predict the conditional instance normalization parameters of the
+transformer (:mod:`nst_core.instant.transformer`) from the painting with a pretrained image
+classifier followed by a bottleneck. The network whose weights nst-core embeds is Magenta's
+distilled, mobile one (``arbitrary_image_stylization_build_mobilenet_model.py``):
+
+    MobileNetV2 (width 1.0) up to its last 1×1 convolution (``layer_19``, 1280 channels)
+    · mean over the image · 1×1 convolution 1280 → 100 (``mobilenet_conv``, no activation)
+
+MobileNetV2 (Sandler et al. 2018) is a 3×3 stride-2 convolution to 32 channels, then 17
+*inverted residual* blocks, each a 1×1 expansion to ``t`` times the channels, a 3×3 depthwise
+convolution, and a 1×1 linear projection, with a skip connection where input and output have
+the same shape; every convolution but the projections is followed by ReLU6. Batch
+normalization is folded into the convolutions' weights and biases. Padding follows
+TensorFlow's ``SAME`` rule (for a stride-2 convolution on an even side: none before, one pixel
+after), so the weights see what they were trained on.
+
+The input is an RGB painting in ``[0, 1]`` at 256×256 (:data:`STYLE_SIDE`); the scaling to
+MobileNet's ``[-1, 1]`` is folded into the first convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Side of the square painting the network sees.
+STYLE_SIDE = 256
+#: Length of a style vector.
+STYLE_DIM = 100
+
+
+@dataclass(frozen=True)
+class InvertedResidual:
+    """One MobileNetV2 block: expansion factor, output channels, stride."""
+
+    expansion: int
+    out_channels: int
+    stride: int
+
+
+#: MobileNetV2's blocks (``V2_DEF`` of TF-slim), named ``expanded_conv``, ``expanded_conv_1`` …
+MOBILENET_V2_BLOCKS = (
+    InvertedResidual(1, 16, 1),
+    InvertedResidual(6, 24, 2), InvertedResidual(6, 24, 1),
+    InvertedResidual(6, 32, 2), InvertedResidual(6, 32, 1), InvertedResidual(6, 32, 1),
+    InvertedResidual(6, 64, 2), InvertedResidual(6, 64, 1), InvertedResidual(6, 64, 1), InvertedResidual(6, 64, 1),
+    InvertedResidual(6, 96, 1), InvertedResidual(6, 96, 1), InvertedResidual(6, 96, 1),
+    InvertedResidual(6, 160, 2), InvertedResidual(6, 160, 1), InvertedResidual(6, 160, 1),
+    InvertedResidual(6, 320, 1),
+)
+#: Channels of the first convolution and of the last 1×1 convolution (``Conv_1``).
+STEM_CHANNELS = 32
+FEATURE_CHANNELS = 1280
+
+
+def same_padding(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Zero padding as TensorFlow's ``SAME``: output side ``ceil(side / stride)``, the odd pixel after."""
+    pads = []
+    for side in (x.shape[-1], x.shape[-2]):  # F.pad takes the last dimension first
+        total = max((-(-side // stride) - 1) * stride + kernel - side, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
+class SameConv2d(nn.Conv2d):
+    """A convolution (bias = folded batch norm) with TensorFlow ``SAME`` padding."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride=stride, groups=groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(same_padding(x, self.kernel_size[0], self.stride[0]))
+
+
+class InvertedResidualBlock(nn.Module):
+    """Expansion (1×1, ReLU6; absent when ``expansion`` is 1), depthwise 3×3 (ReLU6), projection (1×1)."""
+
+    def __init__(self, in_channels: int, spec: InvertedResidual) -> None:
+        super().__init__()
+        hidden = in_channels * spec.expansion
+        self.expand = SameConv2d(in_channels, hidden, 1) if spec.expansion != 1 else None
+        self.depthwise = SameConv2d(hidden, hidden, 3, stride=spec.stride, groups=hidden)
+        self.project = SameConv2d(hidden, spec.out_channels, 1)
+        self.skip = spec.stride == 1 and in_channels == spec.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu6(self.expand(x)) if self.expand is not None else x
+        h = self.project(F.relu6(self.depthwise(h)))
+        return x + h if self.skip else h
+
+
+class StylePredictor(nn.Module):
+    """``N×3×256×256`` paintings in ``[0, 1]`` → ``N×100`` style vectors.
+
+    State dict keys: ``stem.*`` (TF ``MobilenetV2/Conv``), ``blocks.{i}.{expand,depthwise,project}.*``
+    (``MobilenetV2/expanded_conv[_i]/…``), ``last_conv.*`` (``MobilenetV2/Conv_1``) and
+    ``bottleneck.*`` (``mobilenet_conv/Conv``, a 1×1 convolution kept as a linear layer).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = SameConv2d(3, STEM_CHANNELS, 3, stride=2)
+        blocks, channels = [], STEM_CHANNELS
+        for spec in MOBILENET_V2_BLOCKS:
+            blocks.append(InvertedResidualBlock(channels, spec))
+            channels = spec.out_channels
+        self.blocks = nn.Sequential(*blocks)
+        self.last_conv = SameConv2d(channels, FEATURE_CHANNELS, 1)
+        self.bottleneck = nn.Linear(FEATURE_CHANNELS, STYLE_DIM)
+
+    def forward(self, paintings: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(F.relu6(self.stem(paintings)))
+        features = F.relu6(self.last_conv(h)).mean(dim=(2, 3), dtype=torch.float32)
+        return self.bottleneck(features.to(self.bottleneck.weight.dtype)).float()
+
+
+def tensorflow_scopes() -> Iterator[tuple[str, str]]:
+    """``(state dict prefix, TensorFlow scope)`` of every layer of :class:`StylePredictor`."""
+    yield "stem", "MobilenetV2/Conv"
+    for index, spec in enumerate(MOBILENET_V2_BLOCKS):
+        scope = "MobilenetV2/expanded_conv" + (f"_{index}" if index else "")
+        parts = ("depthwise", "project") if spec.expansion == 1 else ("expand", "depthwise", "project")
+        for part in parts:
+            yield f"blocks.{index}.{part}", f"{scope}/{part}"
+    yield "last_conv", "MobilenetV2/Conv_1"
+    yield "bottleneck", "mobilenet_conv/Conv"
