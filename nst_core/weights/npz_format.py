@@ -22,11 +22,13 @@ import torch
 
 from ..atomic_file import write_atomically
 from ..errors import WeightsError
+from ..file_checks import not_regular_reason
 from ..message_text import short_reason, show_path
 from .locations import check_model
 from .state_dict import shape_text
 
-__all__ = ["CODEBOOK_SIZE", "CODEBOOK_SUFFIX", "CODES_SUFFIX", "EMBEDDED_FORMAT", "read_npz", "write_embedded_file"]
+__all__ = ["CODEBOOK_SIZE", "CODEBOOK_SUFFIX", "CODES_SUFFIX", "EMBEDDED_FORMAT", "read_npz", "read_npz_arrays",
+           "write_embedded_file"]
 
 #: Format marker stored in every file :func:`write_embedded_file` writes.
 EMBEDDED_FORMAT = "nst-core-vgg-npz/1"
@@ -37,38 +39,53 @@ CODEBOOK_SUFFIX = ".codebook"
 CODEBOOK_SIZE = 256
 
 
-def read_npz(path: Path, name: str) -> dict[str, torch.Tensor]:
-    """The tensors of an ``.npz`` weights file, quantized ones dequantized; ``name`` is ``path`` for messages."""
+def read_npz_arrays(path: Path, *, what: str = "weights") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read with ``allow_pickle=False``; only a regular file is opened.
+
+    Anything wrong is a one-line :class:`WeightsError` ``cannot load {what} 'PATH': …`` (no such
+    file, a named pipe or device, not an ``.npz`` file, Python objects, corrupt or truncated).
+    """
+    name = show_path(path)
+    refused = f"cannot load {what} '{name}'"
     try:
+        if (irregular := not_regular_reason(path)) is not None:
+            raise WeightsError(f"{refused}: {irregular}")
         with open(path, "rb") as handle:
             magic = handle.read(4)
+    except FileNotFoundError:
+        raise WeightsError(f"{refused}: no such file") from None
     except OSError as error:
-        raise WeightsError(f"cannot load weights '{name}': {short_reason(error)}") from None
+        raise WeightsError(f"{refused}: {short_reason(error)}") from None
     if magic != b"PK\x03\x04":
-        raise WeightsError(f"cannot load weights '{name}': it is not an .npz weights file")
+        raise WeightsError(f"{refused}: it is not an .npz weights file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except ValueError as error:
         if "allow_pickle" in str(error):
             raise WeightsError(
-                f"cannot load weights '{name}': it holds Python objects, not only arrays, and is refused for safety"
+                f"{refused}: it holds Python objects, not only arrays, and is refused for safety"
             ) from None
-        raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
+        raise WeightsError(f"{refused}: the file is corrupt or truncated") from None
     except MemoryError:
-        raise WeightsError(f"cannot load weights '{name}': out of memory while reading it") from None
+        raise WeightsError(f"{refused}: out of memory while reading it") from None
     except OSError as error:
         if not error.strerror:  # not a failed system call: a malformed archive
-            raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
-        raise WeightsError(f"cannot load weights '{name}': {short_reason(error)}") from None
+            raise WeightsError(f"{refused}: the file is corrupt or truncated") from None
+        raise WeightsError(f"{refused}: {short_reason(error)}") from None
     except Exception:  # noqa: BLE001 - zipfile.BadZipFile (bad CRC, no directory), zlib.error, EOFError …
-        raise WeightsError(f"cannot load weights '{name}': the file is corrupt or truncated") from None
-
-    where = f"weights file '{name}'"
+        raise WeightsError(f"{refused}: the file is corrupt or truncated") from None
     strays = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
     if strays:  # numpy hands out other members of the zip archive as bytes
-        raise WeightsError(f"cannot load weights '{name}': it is a zip archive but not an .npz weights file "
+        raise WeightsError(f"{refused}: it is a zip archive but not an .npz weights file "
                            f"(it holds '{show_path(strays[0])}')")
+    return arrays
+
+
+def read_npz(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an ``.npz`` weights file, quantized ones dequantized (see the module doc)."""
+    arrays = read_npz_arrays(path)
+    where = f"weights file '{show_path(path)}'"
     marker = arrays.pop("__format__", None)
     if marker is not None and not (marker.dtype.kind == "U" and marker.shape == () and str(marker) == EMBEDDED_FORMAT):
         raise WeightsError(f"{where} has an unknown format marker; expected {EMBEDDED_FORMAT!r}")

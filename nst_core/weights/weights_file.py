@@ -85,7 +85,7 @@ def read_checked(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
         raise WeightsError(f"cannot load weights '{name}': {irregular}")
     if stat.st_size == 0:
         raise WeightsError(f"cannot load weights '{name}': the file is empty")
-    obj = read_npz(path, name) if path.suffix.lower() == ".npz" else _read_torch(path, name)
+    obj = read_npz(path) if path.suffix.lower() == ".npz" else _read_torch(path, name)
     model, state_dict = check_state_dict(obj, name=name)
     with _memo_lock:
         _memo[key] = (model, state_dict)
