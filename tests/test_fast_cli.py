@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 from fractions import Fraction
@@ -28,22 +30,38 @@ def write_png(path, array):
     return path
 
 
-@pytest.fixture
-def files(tmp_path):
-    photos = tmp_path / "photos"
+def _make_files(folder):
+    photos = folder / "photos"
     photos.mkdir()
     write_png(photos / "tubingen.png", shared_image("tubingen.jpg", 48))
     write_png(photos / "shipwreck.png", shared_image("shipwreck.jpg", 40))
-    style = write_png(tmp_path / "starry.png", shared_image("starry_night.jpg", 48))
+    style = write_png(folder / "starry.png", shared_image("starry_night.jpg", 48))
     return photos, style
 
 
 @pytest.fixture
-def model(random_weights, files, tmp_path):
-    photos, style = files
-    path = tmp_path / "starry.nst"
-    proc = run_cli("train", style, "--images", photos, "-o", path, "--steps", 2, *TINY_TRAIN)
+def files(tmp_path):
+    return _make_files(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def training(random_weights_file, tmp_path_factory):
+    """One training for the whole module: 2 steps with JSON progress; its model is shared."""
+    folder = tmp_path_factory.mktemp("training")
+    photos, style = _make_files(folder)
+    path = folder / "starry.nst"
+    proc = run_cli("train", style, "--images", photos, "-o", path, "--steps", 2, "--progress", "json", *TINY_TRAIN,
+                   env={"NST_CORE_WEIGHTS": str(random_weights_file),
+                        "NST_CORE_CACHE_DIR": str(folder / "cache")})
     assert proc.returncode == 0, proc.stderr
+    return proc, path
+
+
+@pytest.fixture
+def model(random_weights, training, tmp_path):
+    """A copy of the module's trained model (tests may change their copy)."""
+    path = tmp_path / "starry.nst"
+    shutil.copyfile(training[1], path)
     return path
 
 
@@ -51,18 +69,16 @@ def events_of(proc):
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-def test_train_reports_progress_and_writes_a_loadable_model(random_weights, files, tmp_path):
-    photos, style = files
-    path = tmp_path / "m.nst"
-    proc = run_cli("train", style, "--images", photos, "-o", path, "--steps", 4, "--progress", "json", *TINY_TRAIN)
-    assert proc.returncode == 0, proc.stderr
+def test_train_reports_progress_and_writes_a_loadable_model(training):
+    proc, path = training
     events = events_of(proc)
-    assert events[0]["event"] == "start" and events[0]["total"] == 4
-    assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2, 3, 4]
+    assert events[0]["event"] == "start" and events[0]["total"] == 2
+    assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2]
     assert all(e["stage"] == "train" for e in events if e["event"] == "progress")
-    assert events[-1]["event"] == "done" and events[-1]["steps"] == 4
+    assert events[-1]["event"] == "done" and events[-1]["steps"] == 2
     loaded = load_model(path)
-    assert loaded.step == 4 and loaded.style_name == "starry" and loaded.shape.channels == (4, 8, 8)
+    assert loaded.step == 2 and loaded.style_name == "starry" and loaded.shape.channels == (4, 8, 8)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()  # like images, not 0600
 
 
 def test_train_resume_continues_the_step_count(model, files):
@@ -97,7 +113,8 @@ def test_train_default_output_is_the_models_folder_and_models_list_shows_it(rand
     assert [(m["name"], m["style"], m["steps"], m["problem"]) for m in models] == [("starry", "starry", 1, None)]
     output = tmp_path / "out.png"
     proc = run_cli("run", photos / "tubingen.png", "--fast-model", "starry", "-o", output)
-    assert proc.returncode == 0, proc.stderr and output.is_file()
+    assert proc.returncode == 0, proc.stderr
+    assert output.is_file() and Image.open(output).size == Image.open(photos / "tubingen.png").size
 
 
 def test_sigint_during_training_writes_a_checkpoint(random_weights, files, tmp_path):
@@ -267,3 +284,19 @@ def test_help_shows_the_new_commands():
                    "--seed", "--channels", "--precision", "--device"):
         assert option in train_help
     assert run_cli("models", "list").returncode == 0
+
+
+@pytest.mark.parametrize("width, height", [(1, 1), (3, 70), (7, 5)])
+def test_a_tiny_photo_goes_through_a_fast_model(model, tmp_path, width, height):
+    photo = tmp_path / "tiny.png"
+    Image.fromarray(np.full((height, width, 3), 200, np.uint8)).save(photo)
+    output = tmp_path / "o.png"
+    proc = run_cli("run", photo, "--fast-model", model, "-o", output)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(output).size == (width, height)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

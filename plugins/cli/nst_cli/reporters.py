@@ -111,7 +111,7 @@ class Canceller:
         #: Whether a run has reached its first step (before it, a signal stops at once).
         self.stepping = False
 
-    @hookimpl
+    @hookimpl(tryfirst=True)  # before any listener shows the step, which a user may answer with Ctrl-C
     def nst_progress(self, progress: Progress) -> None:
         self.stepping = True
 
