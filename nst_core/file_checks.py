@@ -3,7 +3,8 @@
 Inputs (images, weights, model files) must be regular files: opening a named pipe blocks until
 something writes into it (a run would hang, deaf to SIGTERM), and a device such as ``/dev/zero``
 never ends. :func:`not_regular_reason` says what such a path is, from ``os.stat`` alone, so that
-callers refuse it before opening anything.
+callers refuse it before opening anything; :func:`read_head` reads the first bytes of a file
+that passes, opened without blocking.
 
 Outputs are checked before a run does any work: :func:`name_problem` (a name longer than the file
 system allows) and :func:`folder_problem` (a missing or unwritable folder, a folder in the way).
@@ -18,7 +19,16 @@ from pathlib import Path
 
 from .message_text import quote_path
 
-__all__ = ["folder_problem", "is_protected", "name_problem", "not_regular", "not_regular_reason", "same_file"]
+__all__ = [
+    "FileProblem",
+    "folder_problem",
+    "is_protected",
+    "name_problem",
+    "not_regular",
+    "not_regular_reason",
+    "read_head",
+    "same_file",
+]
 
 #: The longest file name, in bytes, assumed where the file system cannot be asked.
 DEFAULT_NAME_MAX = 255
@@ -47,6 +57,30 @@ def not_regular(mode: int) -> str | None:
         return None
     kind = next((name for test, name in _KINDS if test(mode)), "a special file")
     return f"it is {kind}, not a regular file"
+
+
+class FileProblem(Exception):
+    """Why a path cannot be read as a file, in words for a message: ``no such file``, ``it is a directory`` …"""
+
+
+def read_head(path: str | os.PathLike[str], size: int) -> bytes:
+    """The first ``size`` bytes of a regular file.
+
+    :raises FileProblem: no such file, a directory, a named pipe, socket or device (from
+        ``os.stat``, before opening: nothing blocks).
+    :raises OSError: anything else (no permission …), for the caller to word.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileProblem("no such file") from None
+    if stat.S_ISDIR(mode):
+        raise FileProblem("it is a directory")
+    if (irregular := not_regular(mode)) is not None:
+        raise FileProblem(irregular)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(descriptor, "rb") as handle:  # should it have become a pipe since: no writer, no wait
+        return handle.read(size)
 
 
 def same_file(a: Path, b: Path) -> bool:

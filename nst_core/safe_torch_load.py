@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from .file_checks import FileProblem, read_head
 from .message_text import short_reason
 
 __all__ = [
@@ -134,9 +135,8 @@ def _classify(path: Path, error: Exception) -> TorchFileError:
 
 def _magic(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            return handle.read(4)
-    except OSError:
+        return read_head(path, 4)
+    except (FileProblem, OSError):
         return b""
 
 

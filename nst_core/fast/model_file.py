@@ -31,7 +31,6 @@ and never onto one of the ``protect`` paths.
 from __future__ import annotations
 
 import datetime
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -43,7 +42,7 @@ import torch
 from .. import safe_torch_load
 from ..atomic_file import write_atomically
 from ..errors import InputError
-from ..file_checks import folder_problem, is_protected, name_problem, not_regular
+from ..file_checks import FileProblem, folder_problem, is_protected, name_problem, read_head
 from ..message_text import quote_path
 from .network import NetworkShape, TransformNet
 
@@ -187,15 +186,9 @@ def read_info(path: str | PathLike) -> FastModelInfo:
 
 def _read(file: Path, name: str) -> Any:
     try:
-        mode = file.stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise InputError(f"cannot load model {name}: it is a directory")
-        if (irregular := not_regular(mode)) is not None:
-            raise InputError(f"cannot load model {name}: {irregular}")
-        with open(file, "rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        raise InputError(f"cannot load model {name}: no such file") from None
+        magic = read_head(file, 4)
+    except FileProblem as problem:
+        raise InputError(f"cannot load model {name}: {problem}") from None
     except OSError as error:
         raise InputError(f"cannot load model {name}: {error.strerror or error}") from None
     try:

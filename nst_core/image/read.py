@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import InputError
-from ..file_checks import not_regular_reason
+from ..file_checks import FileProblem, read_head
 from ..message_text import first_line, quote_path
 from .decoded import DecodedPixels, check_pixel_count, corrupt_error
 from .orientation import orient
@@ -128,24 +128,14 @@ def _read_head(file: Path, name: str) -> bytes:
     """The first bytes of the file, turning file-system errors into InputError.
 
     Only a regular file is opened (a named pipe would block until written to, a device might
-    never end), and without blocking, should it have become something else in the meantime.
+    never end; see :func:`nst_core.file_checks.read_head`).
     """
     try:
-        if file.is_dir():
-            raise InputError(f"cannot read image {name}: it is a directory")
-        if (irregular := not_regular_reason(file)) is not None:
-            raise InputError(f"cannot read image {name}: {irregular}")
-        descriptor = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with open(descriptor, "rb") as handle:
-            return handle.read(64)
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(f"cannot read image {name}: no such file") from None
+        return read_head(file, 64)
+    except FileProblem as problem:
+        raise InputError(f"cannot read image {name}: {problem}") from None
     except PermissionError:
         raise InputError(f"cannot read image {name}: permission denied") from None
-    except IsADirectoryError:
-        raise InputError(f"cannot read image {name}: it is a directory") from None
     except OSError as exc:
         raise InputError(f"cannot read image {name}: {exc.strerror or first_line(exc)}") from None
 

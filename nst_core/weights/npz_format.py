@@ -22,7 +22,7 @@ import torch
 
 from ..atomic_file import write_atomically
 from ..errors import WeightsError
-from ..file_checks import not_regular_reason
+from ..file_checks import FileProblem, read_head
 from ..message_text import short_reason, show_path
 from .locations import check_model
 from .state_dict import shape_text
@@ -48,12 +48,9 @@ def read_npz_arrays(path: Path, *, what: str = "weights") -> dict[str, np.ndarra
     name = show_path(path)
     refused = f"cannot load {what} '{name}'"
     try:
-        if (irregular := not_regular_reason(path)) is not None:
-            raise WeightsError(f"{refused}: {irregular}")
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        raise WeightsError(f"{refused}: no such file") from None
+        magic = read_head(path, 4)
+    except FileProblem as problem:
+        raise WeightsError(f"{refused}: {problem}") from None
     except OSError as error:
         raise WeightsError(f"{refused}: {short_reason(error)}") from None
     if magic != b"PK\x03\x04":
