@@ -450,6 +450,13 @@ def _luminance_with_chroma(output: np.ndarray, content: np.ndarray, strength: fl
     return _rgb01(yiq_to_rgb(out_yiq))
 
 
+def result_color_method(name: str, color_methods: Any) -> Any:
+    """The colour method a one-pass method (fast, instant) applies to its finished result:
+    ``NAME-post`` where one is registered (a network has no style image to recolour before)."""
+    post = f"{name}-post"
+    return color_methods.get(post if not name.endswith("-post") and post in color_methods else name)
+
+
 @hookimpl
 def nst_register_color_methods(register) -> None:
     register("none", NoColorPreservation())

@@ -80,6 +80,10 @@ class Config:
     tv_weight: float = 0.1
     #: Blend weights of several style images (same length as the styles); ``None``: equal.
     style_blend: tuple[float, ...] | None = None
+    #: The ``instant`` method's strength: 0 paints the photo in its own style (the network's
+    #: rendering of the photo, not the photo itself), 1 in the painting's, in between a mix of the
+    #: two style vectors (Ghiasi et al.).
+    style_strength: float = 1.0
 
     # --- optimization ----------------------------------------------------------------------------
     optimizer: str = "lbfgs"
@@ -153,6 +157,7 @@ class Config:
             _check_float("time_budget", self.time_budget, minimum=0.1, maximum=MAX_TIME_BUDGET)
         _check_choice("color_match", self.color_match, COLOR_MATCHES)
         _check_float("color_strength", self.color_strength, minimum=0.0, maximum=1.0)
+        _check_float("style_strength", self.style_strength, minimum=0.0, maximum=1.0)
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_float(name, getattr(self, name), minimum=0.0)
         _check_float("learning_rate", self.learning_rate, minimum=1e-8, maximum=10.0)

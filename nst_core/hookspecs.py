@@ -104,10 +104,12 @@ def nst_register_init_methods(register: Callable[[str, Any], None]) -> None:
     :param register:
         Call ``register(name, init)`` where ``init(*, content, config, generator)`` returns a
         float tensor shaped like ``content`` (``1×3×H×W``, values in ``[0, 1]``); ``generator``
-        is a seeded ``torch.Generator`` to draw any randomness from.
+        is a seeded ``torch.Generator`` to draw any randomness from. An ``init`` whose signature
+        also names ``styles`` receives the style images (``H×W×3`` arrays) too.
 
     Called when registries are built (see the module doc). ``Config.init`` selects one by name;
-    the built-ins are ``content``, ``noise`` and ``image``.
+    the built-ins are ``content``, ``noise``, ``image`` and ``instant`` (the instant method's
+    result).
     """
 
 
@@ -136,8 +138,8 @@ def nst_register_methods(register: Callable[[str, Any], None]) -> None:
         ``run(content, styles, *, config, run)`` returning a :class:`nst_core.records.Result`.
 
     Called when registries are built (see the module doc). ``Config.method`` selects one by
-    name; the built-ins are ``optimize`` (Gatys et al.'s optimization) and ``fast`` (a trained
-    feed-forward network, ``Config.fast_model``). Batches, the GIMP plug-in and the command line
+    name; the built-ins are ``optimize`` (Gatys et al.'s optimization), ``fast`` (a trained
+    feed-forward network, ``Config.fast_model``) and ``instant`` (any painting in one pass). Batches, the GIMP plug-in and the command line
     reach every registered method the same way, through :func:`nst_core.stylize`.
     """
 

@@ -1,7 +1,8 @@
 """The built-in style-transfer methods, registered like a plugin's (``nst_register_methods``).
 
 * ``optimize``: :class:`nst_core.optimization.OptimizationMethod`, Gatys et al.'s optimization;
-* ``fast``: :class:`nst_core.fast.apply.FastMethod`, a trained fast-style model.
+* ``fast``: :class:`nst_core.fast.apply.FastMethod`, a trained fast-style model;
+* ``instant``: :class:`nst_core.instant.method.InstantMethod`, any painting in one pass.
 
 Each is one object per process, so what it loads stays loaded between runs.
 """
@@ -14,10 +15,12 @@ from .hookspecs import hookimpl
 @hookimpl
 def nst_register_methods(register) -> None:
     from .fast.apply import FastMethod
+    from .instant.method import InstantMethod
     from .optimization import OptimizationMethod
 
     register("optimize", _one(OptimizationMethod))
     register("fast", _one(FastMethod))
+    register("instant", _one(InstantMethod))
 
 
 _instances: dict[type, object] = {}

@@ -19,6 +19,7 @@ from .config import Config
 from .device import autocast, check_precision, resolve_device
 from .errors import ConfigError, InputError, setting
 from .image import long_side_size, resize_to, to_array, to_tensor
+from .init_methods import accepts_styles
 from .memory import MemoryPlan, NetworkCost, default_budget, measure_network, plan_memory
 from .objective import build_objective
 from .optim import LBFGS_HISTORY, StopOptimization, optimize
@@ -136,7 +137,8 @@ class _Run:
             self._set_targets(network, content_tensor, styles_for_run, stage, blend, tiles=tiles,
                               style_tiles=self._style_tiles(network, cost, stage, memory_budget, out_hw))
             if image is None:
-                start = self.init(content=content_tensor, config=config, generator=generator)
+                given = {"styles": styles_for_run} if accepts_styles(self.init) else {}
+                start = self.init(content=content_tensor, config=config, generator=generator, **given)
             else:
                 start = upscale(image, stage.hw)
             del content_tensor

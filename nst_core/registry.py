@@ -122,6 +122,9 @@ class Method(Protocol):
     #: Whether the method paints with style images (else with something the config names,
     #: such as ``Config.fast_model``); front ends then ask for style images or not.
     uses_styles: bool
+    #: Optional, default ``False``: whether front ends should paint at the photo's own size when
+    #: no size is asked for (one-pass methods: their time grows gently with the size).
+    full_size: bool
 
     def run(
         self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config, run: RunContext

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..color import result_color_method
 from ..config import Config
 from ..device import autocast, check_precision, resolve_device
 from ..errors import InputError
@@ -49,6 +50,8 @@ class FastMethod:
 
     description = "a trained fast-style model (Config.fast_model): one network pass, about a second"
     uses_styles = False
+    #: Paints at the photo's own size unless a size is asked for (front ends' default).
+    full_size = True
 
     def inputs(self, config: Config) -> list[Path]:
         """The model file (protected from overwriting)."""
@@ -91,7 +94,7 @@ def apply_model(content: np.ndarray, model: FastModel, *, config: Config, run: R
     (``None``: the photo's size), with the colour method applied to the result."""
     device = resolve_device(config.device)
     check_precision(config.precision, device)
-    color = result_color_method(config.preserve_color, run.registries)
+    color = result_color_method(config.preserve_color, run.registries.color_methods)
     network = model.network.to(device)
     out_hw = long_side_size(content.shape[:2], config.size)
     run.hook.nst_plan(plan=Plan(method="fast", stages=((f"{out_hw[1]}x{out_hw[0]}", 0),)))
@@ -184,9 +187,3 @@ class _LoadedModelMethod(FastMethod):
     def run(self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config, run: RunContext) -> Result:
         return apply_model(content, self.model, config=config, run=run)
 
-
-def result_color_method(name: str, registries: Any) -> Any:
-    """The colour method that works on a finished result: ``NAME-post`` where registered."""
-    methods = registries.color_methods
-    post = f"{name}-post"
-    return methods.get(post if not name.endswith("-post") and post in methods else name)

@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     size = run.add_argument_group("size")
     size.add_argument("--size", type=int, metavar="PX",
                       help="long side of the output in pixels, 0 for the photo's own size "
-                           f"(default {defaults.size}; with --fast-model the photo's own size)")
+                           f"(default {defaults.size}; with --fast-model or --method instant the photo's own size)")
     size.add_argument("--style-scale", type=float, default=defaults.style_scale, metavar="X",
                       help="size of the style image relative to the output; smaller gives finer brush strokes "
                            f"(default {defaults.style_scale})")
@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"smoothing against pixel noise, 0 to turn off (default {defaults.tv_weight})")
     look.add_argument("--style-blend", type=_floats, metavar="W,W,...",
                       help="relative weights of several styles, e.g. 0.7,0.3 (default: equal)")
+    look.add_argument("--style-strength", type=float, default=defaults.style_strength, metavar="S",
+                      help="--method instant: 0 paints the photo in its own style, 1 in the painting's, in between "
+                           f"a mix (default {defaults.style_strength:g})")
     look.add_argument("--preserve-color", default=defaults.preserve_color,
                       choices=registries.color_methods.names(),
                       help="keep the photo's colours: " + "; ".join(
@@ -302,7 +305,7 @@ def config_from_args(args: argparse.Namespace):
         **({"method": method} if method else {}),
         fast_model=args.fast_model,
         time_budget=_budget_left(args.time_budget),
-        size=_size_of(args),
+        size=_size_of(args, method or "optimize"),
         style_scale=args.style_scale,
         model=args.model,
         weights=args.weights,
@@ -314,6 +317,7 @@ def config_from_args(args: argparse.Namespace):
         style_weight=args.style_weight,
         tv_weight=args.tv_weight,
         style_blend=args.style_blend,
+        style_strength=args.style_strength,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
         init=args.init,
@@ -331,12 +335,15 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def _size_of(args: argparse.Namespace) -> int | None:
-    """``--size``: 0 is the photo's size; left out, 512 (optimization) or the photo's size (fast)."""
+def _size_of(args: argparse.Namespace, method: str) -> int | None:
+    """``--size``: 0 is the photo's size; left out, 512 for the optimization, the photo's size
+    for a method that paints at any size in one pass (fast, instant: ``Method.full_size``)."""
     if args.size is None:
         from nst_core.config import Config
+        from nst_core.plugins import shared_registries
 
-        return None if getattr(args, "fast_model", None) or args.method == "fast" else Config().size
+        full_size = getattr(shared_registries().methods.get(method), "full_size", False)
+        return None if full_size else Config().size
     return args.size or None
 
 
