@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from .message_text import quote_path
+from .message_text import first_line, quote_path
 
 __all__ = [
     "FileProblem",
@@ -67,20 +67,23 @@ def read_head(path: str | os.PathLike[str], size: int) -> bytes:
     """The first ``size`` bytes of a regular file.
 
     :raises FileProblem: no such file, a directory, a named pipe, socket or device (from
-        ``os.stat``, before opening: nothing blocks).
-    :raises OSError: anything else (no permission …), for the caller to word.
+        ``os.stat``, before opening: nothing blocks), no permission, or the system's reason.
     """
     try:
         mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise FileProblem("it is a directory")
+        if (irregular := not_regular(mode)) is not None:
+            raise FileProblem(irregular)
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(descriptor, "rb") as handle:  # should it have become a pipe since: no writer, no wait
+            return handle.read(size)
     except FileNotFoundError:
         raise FileProblem("no such file") from None
-    if stat.S_ISDIR(mode):
-        raise FileProblem("it is a directory")
-    if (irregular := not_regular(mode)) is not None:
-        raise FileProblem(irregular)
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with open(descriptor, "rb") as handle:  # should it have become a pipe since: no writer, no wait
-        return handle.read(size)
+    except PermissionError:
+        raise FileProblem("permission denied") from None
+    except OSError as error:
+        raise FileProblem(error.strerror or first_line(error)) from None
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -136,7 +136,7 @@ def _classify(path: Path, error: Exception) -> TorchFileError:
 def _magic(path: Path) -> bytes:
     try:
         return read_head(path, 4)
-    except (FileProblem, OSError):
+    except FileProblem:
         return b""
 
 

@@ -189,8 +189,6 @@ def _read(file: Path, name: str) -> Any:
         magic = read_head(file, 4)
     except FileProblem as problem:
         raise InputError(f"cannot load model {name}: {problem}") from None
-    except OSError as error:
-        raise InputError(f"cannot load model {name}: {error.strerror or error}") from None
     try:
         if magic.startswith(b"PK\x03\x04"):
             return safe_torch_load.load_tensors_only(file)

@@ -33,7 +33,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import InputError
 from ..file_checks import FileProblem, read_head
-from ..message_text import first_line, quote_path
+from ..message_text import quote_path
 from .decoded import DecodedPixels, check_pixel_count, corrupt_error
 from .orientation import orient
 from .pillow_decode import decode_pillow
@@ -125,7 +125,7 @@ def _pillow_guard() -> Iterator[None]:
 
 
 def _read_head(file: Path, name: str) -> bytes:
-    """The first bytes of the file, turning file-system errors into InputError.
+    """The first bytes of the file; file-system errors become InputError.
 
     Only a regular file is opened (a named pipe would block until written to, a device might
     never end; see :func:`nst_core.file_checks.read_head`).
@@ -134,10 +134,6 @@ def _read_head(file: Path, name: str) -> bytes:
         return read_head(file, 64)
     except FileProblem as problem:
         raise InputError(f"cannot read image {name}: {problem}") from None
-    except PermissionError:
-        raise InputError(f"cannot read image {name}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"cannot read image {name}: {exc.strerror or first_line(exc)}") from None
 
 
 def _decode(file: Path, name: str, head: bytes, max_pixels: int) -> DecodedPixels:

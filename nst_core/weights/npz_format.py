@@ -51,8 +51,6 @@ def read_npz_arrays(path: Path, *, what: str = "weights") -> dict[str, np.ndarra
         magic = read_head(path, 4)
     except FileProblem as problem:
         raise WeightsError(f"{refused}: {problem}") from None
-    except OSError as error:
-        raise WeightsError(f"{refused}: {short_reason(error)}") from None
     if magic != b"PK\x03\x04":
         raise WeightsError(f"{refused}: it is not an .npz weights file")
     try:
