@@ -30,7 +30,7 @@ import torch
 
 from ..image import long_side_size, resize_to
 from ..parts import grid, largest_outer_side
-from .transformer import RECEPTIVE_RADIUS, STRIDE, StyleParameters, Transformer, transform
+from .transformer import RECEPTIVE_RADIUS, STRIDE, Statistics, StyleParameters, Transformer, transform
 
 #: Working memory of a whole pass, bytes per pixel (fp32; measured 144–156, see the module doc).
 PASS_BYTES_PER_PIXEL = 160
@@ -86,7 +86,8 @@ def plan(hw: tuple[int, int], budget: int, *, bytes_per_pixel: float = PASS_BYTE
         return Plan(padded_hw=(height, width), core=None, halo=0, statistics_hw=None, estimate=whole)
     fitting = budget / bytes_per_pixel  # pixels a pass may have
     scale = min(1.0, math.sqrt(fitting / (height * width)))
-    statistics_hw = padded_size(long_side_size((height, width), max(MIN_STATISTICS_SIDE, int(max(height, width) * scale))))
+    small = long_side_size((height, width), max(MIN_STATISTICS_SIDE, int(max(height, width) * scale)))
+    statistics_hw = (max(2 * STRIDE, small[0] // STRIDE * STRIDE), max(2 * STRIDE, small[1] // STRIDE * STRIDE))
     outer = math.isqrt(int(fitting))  # the largest square outer box that fits
     core = STRIDE * ((outer - 2 * HALO) * 2 // 3 // STRIDE)  # cores reach 1.5 × core (parts.cuts)
     core = max(MIN_CORE, core)
@@ -96,14 +97,15 @@ def plan(hw: tuple[int, int], budget: int, *, bytes_per_pixel: float = PASS_BYTE
 
 
 def run_tiled(net: Transformer, padded: np.ndarray, style: StyleParameters, the_plan: Plan, *,
-              dtype: torch.dtype, device: torch.device, on_tile: TileCallback | None = None) -> np.ndarray:
-    """The transformer over ``padded`` (``H×W×3``, sides multiples of the stride) as ``the_plan`` says."""
+              dtype: torch.dtype, device: torch.device, on_tile: TileCallback | None = None,
+              statistics: Statistics | None = None) -> np.ndarray:
+    """The transformer over ``padded`` (``H×W×3``, sides multiples of the stride) in the tiles of
+    ``the_plan``, normalized with ``statistics`` (by default those of its statistics pass)."""
     height, width = padded.shape[:2]
     out = np.empty((height, width, 3), dtype=np.float32)
-    small = resize_to(padded, the_plan.statistics_hw)
-    statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    transform(net, _as_image(small, device), style, record=statistics, dtype=dtype)
-    del small
+    if statistics is None:
+        statistics = measure_statistics(net, resize_to(padded, the_plan.statistics_hw), style, dtype=dtype,
+                                        device=device)
     parts = grid((height, width), core=the_plan.core, halo=the_plan.halo, offset=(0, 0),
                  strides={"image": 1, "network": STRIDE})
     for done, part in enumerate(parts, start=1):
@@ -117,6 +119,14 @@ def run_tiled(net: Transformer, padded: np.ndarray, style: StyleParameters, the_
         if on_tile is not None:
             on_tile(done, len(parts))
     return out
+
+
+def measure_statistics(net: Transformer, image: np.ndarray, style: StyleParameters, *, dtype: torch.dtype,
+                       device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every normalized layer's statistics on ``image`` (``H×W×3``, sides multiples of the stride), whole."""
+    statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    transform(net, _as_image(image, device), style, record=statistics, dtype=dtype)
+    return statistics
 
 
 def _as_image(array: np.ndarray, device: torch.device) -> torch.Tensor:

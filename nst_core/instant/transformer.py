@@ -10,7 +10,8 @@ the network of the mobile (TF Lite) release whose weights nst-core embeds. Chann
                · 9×9 conv c1→3, CIN, sigmoid
 
 Every convolution pads by reflection (``MirrorPad``) and pads itself, so the output has the
-input's size (a multiple of 4; :func:`stylize_tensor` pads and crops any other size). The
+input's size (a multiple of 4; :func:`nst_core.instant.stylize_instant_array` pads and crops
+any other size). The
 contracting convolutions' batch normalization is folded into their biases; they see no style.
 
 *Conditional instance normalization* (CIN, Dumoulin et al. 2017) normalizes each channel of a
@@ -21,15 +22,20 @@ feature map by its mean and variance over the whole image, then scales and shift
 
 Because the statistics are taken over the whole image, the network is not local. But once the
 13 layers' means and variances are fixed, every output pixel depends only on a window of the
-input (:data:`RECEPTIVE_RADIUS` pixels each side): :func:`stylize_tensor` can *record* the
+input (:data:`RECEPTIVE_RADIUS` pixels each side): :func:`transform` can *record* the
 statistics of one pass and another pass can *use* them, which is how large images are done in
 tiles (:mod:`nst_core.instant.tiles`). With fixed statistics the normalization is a per-channel
 affine map, which is folded into the convolution before it (one pass over the feature map less).
+
+How the layers are computed (channels-last maps, sub-pixel and phase-map convolutions, fused
+oneDNN calls) is in :mod:`nst_core.instant.ops`; the result is the same network to float rounding
+(tests/test_instant_network.py compares it with onnxruntime on the source graph).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,8 +52,9 @@ EPSILON = 1e-5
 #: Total downsampling of the contracting part: sizes must be a multiple of it.
 STRIDE = 4
 #: How far (in input pixels, each side) an output pixel's value reaches back into the input
-#: once the normalization statistics are fixed. Measured (tests/test_instant_tiles.py): 56.
-RECEPTIVE_RADIUS = 56
+#: once the normalization statistics are fixed (measured over every pixel phase in
+#: tests/test_instant_tiles.py: 57).
+RECEPTIVE_RADIUS = 57
 
 #: The conditionally normalized layers, in order, as Magenta names them (``…/StyleNorm``).
 NORM_LAYERS = (

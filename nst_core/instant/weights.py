@@ -197,6 +197,8 @@ def _int8_tensor(values: np.ndarray, scale: np.ndarray | None, where: str) -> np
     if values.ndim < 1 or scale.shape != (values.shape[0],):
         raise WeightsError(f"{where} has {scale.shape[0] if scale.ndim == 1 else scale.shape} scales for "
                            f"{values.shape[0] if values.ndim else 0} channels")
+    if not np.isfinite(scale).all():
+        raise WeightsError(f"{where} has NaN or infinite scales; the file is damaged")
     return Int8Tensor(values, scale).dequantize()
 
 
