@@ -255,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
     _add_train_parser(commands, registries)
+    serve = commands.add_parser(
+        "serve", help="run 'run' requests from stdin in one process (JSON lines; for front ends such as GIMP)",
+        description="Read requests as JSON lines on stdin, {\"id\": 1, \"run\": [ARGS of nst-core run]}, "
+                    "{\"cancel\": 1} or {\"quit\": true}, and answer with the JSON events of 'run --progress json', "
+                    "each tagged with its request's id, then {\"event\": \"finished\", \"id\": 1, \"exit_code\": 0}. "
+                    "PyTorch and the networks load once, so a preview costs only its own work.")
+    serve.add_argument("--debug", action="store_true", help="show Python tracebacks")
     models = commands.add_parser("models", help="list fast-style models",
                                  description="Fast-style models (.nst) in the models folders; "
                                              "'nst-core run --fast-model NAME' uses one by name.")
@@ -293,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, started: float = STARTED):
     from nst_core.config import preset_config
 
     explicit = {name: getattr(args, name) for name in ("iterations", "scales", "coarse_iterations")
@@ -304,7 +311,7 @@ def config_from_args(args: argparse.Namespace):
         **explicit,
         **({"method": method} if method else {}),
         fast_model=args.fast_model,
-        time_budget=_budget_left(args.time_budget),
+        time_budget=_budget_left(args.time_budget, started),
         size=_size_of(args, method or "optimize"),
         style_scale=args.style_scale,
         model=args.model,
@@ -347,11 +354,11 @@ def _size_of(args: argparse.Namespace, method: str) -> int | None:
     return args.size or None
 
 
-def _budget_left(budget: float | None) -> float | None:
-    """The time budget less what start-up (importing PyTorch, ~2–3 s) has used of it already."""
+def _budget_left(budget: float | None, started: float) -> float | None:
+    """The time budget less what has gone since ``started`` (start-up: importing PyTorch, ~2–3 s)."""
     if budget is None or budget <= 0:
         return budget  # Config reports the bad value
-    return max(0.1, budget - (time.perf_counter() - STARTED))
+    return max(0.1, budget - (time.perf_counter() - started))
 
 
 def _add_train_parser(commands: Any, registries: Any) -> None:
@@ -546,16 +553,28 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from .reporters import Canceller
+
+    canceller = Canceller()
+    with _Signals(canceller):
+        code = run_command(args, canceller, STARTED)
+    if canceller.requested is not None:
+        return 128 + canceller.requested
+    return code
+
+
+def run_command(args: argparse.Namespace, canceller: Any, started: float) -> int:
+    """What ``nst-core run`` does with parsed ``args``: one photo, or a batch that goes on past a
+    bad photo; ``canceller`` stops it, and a time budget counts from ``started``. The exit code."""
     from nst_core import stylize_files
     from nst_core.batch import DONE, FAILED, run_batch
 
-    from .reporters import BarReporter, Canceller, JsonReporter, SnapshotWriter
+    from .reporters import BarReporter, JsonReporter, SnapshotWriter
     from .streams import emit_json, say
 
-    config = config_from_args(args)
+    config = config_from_args(args, started)
     mode = _progress_mode(args)
     jobs = run_jobs(args, config)
-    canceller = Canceller()
     bar = BarReporter() if mode == "bar" else None
     json_reporters: list[Any] = []
 
@@ -592,29 +611,23 @@ def command_run(args: argparse.Namespace) -> int:
                           output=str(job.output), **_batch_fields(job))
             say(f"nst-core: error: [{job.index}/{job.count}] {job.content}: {message}")
 
-    with _Signals(canceller):
-        if len(jobs) == 1:  # one photo: its error is the command's error
-            job = jobs[0]
-            try:
-                result = stylize_files(job.content, job.styles, job.output, config=config, plugins=plugins_for(job))
-            finally:
-                for reporter in json_reporters:
-                    reporter.flush()
-            report(job, result)
-            code = EXIT_OK
-        else:
-            summary = run_batch(jobs, plugins_for=plugins_for, on_outcome=on_outcome,
-                                stop_requested=lambda: canceller.requested is not None)
-            counts = {status: summary.count(status) for status in ("done", "failed", "skipped")}
-            if mode == "json":
-                emit_json("summary", **counts, count=len(jobs), exit_code=summary.exit_code)
-            if mode != "none" or counts["failed"]:
-                say(f"batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped "
-                    f"of {len(jobs)}")
-            code = summary.exit_code
-    if canceller.requested is not None:
-        return 128 + canceller.requested
-    return code
+    if len(jobs) == 1:  # one photo: its error is the command's error
+        job = jobs[0]
+        try:
+            result = stylize_files(job.content, job.styles, job.output, config=config, plugins=plugins_for(job))
+        finally:
+            for reporter in json_reporters:
+                reporter.flush()
+        report(job, result)
+        return EXIT_OK
+    summary = run_batch(jobs, plugins_for=plugins_for, on_outcome=on_outcome,
+                        stop_requested=lambda: canceller.requested is not None)
+    counts = {status: summary.count(status) for status in ("done", "failed", "skipped")}
+    if mode == "json":
+        emit_json("summary", **counts, count=len(jobs), exit_code=summary.exit_code)
+    if mode != "none" or counts["failed"]:
+        say(f"batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped of {len(jobs)}")
+    return summary.exit_code
 
 
 def _batch_fields(job: Any) -> dict[str, int]:
@@ -775,6 +788,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return command_run(args)
             if args.command == "train":
                 return command_train(args)
+            if args.command == "serve":
+                from .serve import command_serve
+
+                return command_serve(args)
             if args.command == "models":
                 return command_models(args)
             if args.command == "weights":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -28,8 +29,13 @@ class Output:
         self._stream = stream
         self._announce = announce
         self.broken = False
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
+        with self._lock:  # whole lines, also from several threads (nst-core serve)
+            self._write(text)
+
+    def _write(self, text: str) -> None:
         if self.broken:
             return
         stream = self._stream()
@@ -59,9 +65,13 @@ STDOUT = Output("stdout", lambda: sys.stdout, announce=True)
 STDERR = Output("stderr", lambda: sys.stderr, announce=False)
 
 
+#: Fields added to every JSON event (``nst-core serve`` tags each request's events with its id).
+tags: dict[str, Any] = {}
+
+
 def emit_json(event: str, **fields: Any) -> None:
-    """Write one JSON object, ``{"event": event, **fields}``, as a line on stdout."""
-    STDOUT.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
+    """Write one JSON object, ``{"event": event, **tags, **fields}``, as a line on stdout."""
+    STDOUT.write(json.dumps({"event": event, **tags, **fields}, separators=(",", ":")) + "\n")
 
 
 def say(text: str) -> None:
