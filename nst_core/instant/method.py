@@ -14,9 +14,7 @@ the transformer paints the photo at ``Config.size`` (``None``: its own size), in
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +24,7 @@ from ..color import result_color_method
 from ..config import Config
 from ..device import check_precision, resolve_device
 from ..image import long_side_size, resize_to
+from ..kept import Kept
 from ..plugins import RunContext
 from ..records import Plan, Progress, Result
 from .stylize import mix_vectors, style_vector, stylize_instant_array, with_strength
@@ -33,8 +32,7 @@ from .stylize import mix_vectors, style_vector, stylize_instant_array, with_stre
 #: Style vectors kept per process (a 100-number vector each).
 VECTORS_KEPT = 64
 
-_vectors: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-_vectors_lock = threading.Lock()
+_vectors: Kept[torch.Tensor] = Kept(VECTORS_KEPT)
 
 
 class _Stop(Exception):
@@ -106,13 +104,4 @@ def cached_vector(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """:func:`~nst_core.instant.style_vector` of ``image``, computed once per process for the same pixels."""
     values = np.ascontiguousarray(image, dtype=np.float32)
     key = (hashlib.sha1(values.view(np.uint8)).hexdigest(), values.shape, str(device))
-    with _vectors_lock:
-        if key in _vectors:
-            _vectors.move_to_end(key)
-            return _vectors[key]
-    vector = style_vector(values, device=device)
-    with _vectors_lock:
-        _vectors[key] = vector
-        while len(_vectors) > VECTORS_KEPT:
-            _vectors.popitem(last=False)
-    return vector
+    return _vectors.get(key, lambda: style_vector(values, device=device))

@@ -46,23 +46,28 @@ def _fused_conv_available() -> bool:
 FUSED_CONV = _fused_conv_available()
 
 
-def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: int = 1,
-         activation: str | None = None, add: torch.Tensor | None = None) -> torch.Tensor:
-    """A convolution without padding (``x`` is padded already), then ``activation``
-    (``relu`` or ``sigmoid``) or the addition of ``add``, fused on CPUs where possible."""
+#: Activations :func:`conv` fuses: name → (oneDNN post-op, its scalars, the unfused in-place op).
+_ACTIVATIONS = {
+    "relu": ("relu", [], torch.relu_),
+    "relu6": ("hardtanh", [0.0, 6.0], lambda y: y.clamp_(0.0, 6.0)),
+    "sigmoid": ("sigmoid", [], torch.sigmoid_),
+}
+
+
+def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: int = 1, padding: int = 0,
+         groups: int = 1, activation: str | None = None, add: torch.Tensor | None = None) -> torch.Tensor:
+    """A convolution (zero ``padding``; the transformer pads ``x`` itself), then ``activation``
+    (``relu``, ``relu6`` or ``sigmoid``) or the addition of ``add``, fused on CPUs where possible."""
     if FUSED_CONV and x.device.type == "cpu" and x.dtype == torch.float32:
-        args = ([0, 0], [stride, stride], [1, 1], 1)
+        args = ([padding, padding], [stride, stride], [1, 1], groups)
         if add is not None:
             return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *args, "add", None, None, [], None)
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, activation or "none", [], "")
-    y = F.conv2d(x, weight, bias, stride=stride)
+        post_op, scalars, _ = _ACTIVATIONS[activation] if activation else ("none", [], None)
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, post_op, scalars, "")
+    y = F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
     if add is not None:
         return y.add_(add)
-    if activation == "relu":
-        return y.relu_()
-    if activation == "sigmoid":
-        return y.sigmoid_()
-    return y
+    return _ACTIVATIONS[activation][2](y) if activation else y
 
 
 def _empty(like: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
@@ -113,16 +118,22 @@ def pixel_shuffle_into(z: torch.Tensor, pad: int, mode: str = "reflect") -> torc
     return fill_border(buffer, pad, mode)
 
 
-def phase_pad(z: torch.Tensor, pad: int) -> torch.Tensor:
-    """The phase map of the full map of ``z`` reflect-padded by ``2·pad`` pixels, in a new buffer.
+def padded_buffer(like: torch.Tensor, channels: int, height: int, width: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A new channels-last buffer for a ``height × width`` map with ``pad`` pixels of border,
+    and the view of its interior."""
+    buffer = _empty(like, channels, height + 2 * pad, width + 2 * pad)
+    return buffer, buffer[..., pad:pad + height, pad:pad + width]
+
+
+def fill_phase_border(buffer: torch.Tensor, pad: int) -> torch.Tensor:
+    """Fill the ``pad``-row border of a phase-map buffer so that it is the phase map of the full
+    map reflect-padded by ``2·pad`` pixels.
 
     A full-resolution row ``2I + r`` of the padded map is a row of the same phase ``r`` (the
-    reflection ``-x`` keeps the parity), so each border row of the result is one row of ``z``'s
-    row-phase-``r`` channels; columns likewise.
+    reflection ``-x`` keeps the parity), so each border row of the result is one row of the
+    interior's row-phase-``r`` channels; columns likewise.
     """
-    n, c4, h, w = z.shape
-    buffer = _empty(z, c4, h + 2 * pad, w + 2 * pad)
-    buffer[..., pad:pad + h, pad:pad + w] = z
+    h, w = buffer.shape[-2] - 2 * pad, buffer.shape[-1] - 2 * pad
     phases = _phase_view(buffer)  # N, H, W, row phase, column phase, C
     rows = slice(pad, pad + h)
     for column in (*range(pad), *range(pad + w, w + 2 * pad)):
@@ -134,6 +145,13 @@ def phase_pad(z: torch.Tensor, pad: int) -> torch.Tensor:
             source = _source_row(2 * row + phase, 2 * pad, 2 * h, "reflect")
             phases[:, row, :, phase] = phases[:, pad + source // 2, :, phase]
     return buffer
+
+
+def phase_pad(z: torch.Tensor, pad: int) -> torch.Tensor:
+    """The phase map of the full map of ``z`` reflect-padded by ``2·pad`` pixels, in a new buffer."""
+    buffer, interior = padded_buffer(z, z.shape[1], z.shape[-2], z.shape[-1], pad)
+    interior.copy_(z)
+    return fill_phase_border(buffer, pad)
 
 
 def depth_to_space_into(out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -182,20 +200,22 @@ def phase_weight(weight: torch.Tensor) -> torch.Tensor:
     return result.reshape(4 * out_channels, 4 * in_channels, half, half)
 
 
-def instance_norm(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, *, phases: int = 1,
-                  eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Instance normalization of a batch-of-one map with per-channel ``gamma`` and ``beta``.
+def instance_norm(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, *, eps: float, phases: int = 1,
+                  out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Instance normalization of a batch-of-one channels-last map with per-channel ``gamma`` and ``beta``.
 
-    Returns the normalized map and each channel's mean and inverse standard deviation
-    (float32). With ``phases = 4``, ``y`` is a phase map and each channel is normalized over its
-    four phases together. Computed by ``torch.native_batch_norm`` in training mode (for one image,
-    batch statistics are the instance's), on the map seen as ``1 × C × (pixels · phases) × 1``,
-    which is a view of a channels-last phase map.
+    Returns the normalized map (written into ``out`` if given, else over ``y``) and each
+    channel's mean and inverse standard deviation (float32). With ``phases = 4``, ``y`` is a
+    phase map and each channel is normalized over its four phases together. The statistics are
+    taken on the map seen as a ``pixels × channels`` matrix (a view): column means, then the
+    mean square of the centred values (two passes, no cancellation).
     """
-    n, width, h, w = y.shape
-    channels = width // phases
-    flat = y.permute(0, 2, 3, 1).reshape(n, h * w * phases, 1, channels).permute(0, 3, 1, 2)
-    out, mean, inverse_std = torch.native_batch_norm(flat, gamma.to(y.dtype), beta.to(y.dtype), None, None,
-                                                     True, 0.0, eps)
-    out = out.permute(0, 2, 3, 1).reshape(n, h, w, width).permute(0, 3, 1, 2)
-    return out, mean.float(), inverse_std.float()
+    rows = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+    if rows.dtype != torch.float32:
+        rows = rows.float()
+    mean = rows.mean(dim=0).view(phases, -1).mean(dim=0)
+    variance = (rows - mean.repeat(phases)).square_().mean(dim=0).view(phases, -1).mean(dim=0)
+    inverse_std = torch.rsqrt(variance + eps)
+    scale = (gamma * inverse_std).repeat(phases).to(y.dtype).view(1, -1, 1, 1)
+    shift = (beta - mean * gamma * inverse_std).repeat(phases).to(y.dtype).view(1, -1, 1, 1)
+    return torch.addcmul(shift, y, scale, out=y if out is None else out), mean, inverse_std

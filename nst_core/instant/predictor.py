@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
+
 #: Side of the square painting the network sees.
 STYLE_SIDE = 256
 #: Length of a style vector.
@@ -68,31 +70,16 @@ def same_padding(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     return F.pad(x, pads) if any(pads) else x
 
 
-class SameConv2d(nn.Conv2d):
-    """A convolution (bias = folded batch norm) with TensorFlow ``SAME`` padding."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(in_channels, out_channels, kernel, stride=stride, groups=groups)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(same_padding(x, self.kernel_size[0], self.stride[0]))
-
-
 class InvertedResidualBlock(nn.Module):
     """Expansion (1×1, ReLU6; absent when ``expansion`` is 1), depthwise 3×3 (ReLU6), projection (1×1)."""
 
     def __init__(self, in_channels: int, spec: InvertedResidual) -> None:
         super().__init__()
         hidden = in_channels * spec.expansion
-        self.expand = SameConv2d(in_channels, hidden, 1) if spec.expansion != 1 else None
-        self.depthwise = SameConv2d(hidden, hidden, 3, stride=spec.stride, groups=hidden)
-        self.project = SameConv2d(hidden, spec.out_channels, 1)
+        self.expand = nn.Conv2d(in_channels, hidden, 1) if spec.expansion != 1 else None
+        self.depthwise = nn.Conv2d(hidden, hidden, 3, stride=spec.stride, groups=hidden)
+        self.project = nn.Conv2d(hidden, spec.out_channels, 1)
         self.skip = spec.stride == 1 and in_channels == spec.out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu6(self.expand(x)) if self.expand is not None else x
-        h = self.project(F.relu6(self.depthwise(h)))
-        return x + h if self.skip else h
 
 
 class StylePredictor(nn.Module):
@@ -101,23 +88,56 @@ class StylePredictor(nn.Module):
     State dict keys: ``stem.*`` (TF ``MobilenetV2/Conv``), ``blocks.{i}.{expand,depthwise,project}.*``
     (``MobilenetV2/expanded_conv[_i]/…``), ``last_conv.*`` (``MobilenetV2/Conv_1``) and
     ``bottleneck.*`` (``mobilenet_conv/Conv``, a 1×1 convolution kept as a linear layer).
+    The module holds the weights; :func:`predict` computes.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = SameConv2d(3, STEM_CHANNELS, 3, stride=2)
+        self.stem = nn.Conv2d(3, STEM_CHANNELS, 3, stride=2)
         blocks, channels = [], STEM_CHANNELS
         for spec in MOBILENET_V2_BLOCKS:
             blocks.append(InvertedResidualBlock(channels, spec))
             channels = spec.out_channels
-        self.blocks = nn.Sequential(*blocks)
-        self.last_conv = SameConv2d(channels, FEATURE_CHANNELS, 1)
+        self.blocks = nn.ModuleList(blocks)
+        self.last_conv = nn.Conv2d(channels, FEATURE_CHANNELS, 1)
         self.bottleneck = nn.Linear(FEATURE_CHANNELS, STYLE_DIM)
+        self._kernels: dict[tuple, dict[nn.Module, torch.Tensor]] = {}
 
     def forward(self, paintings: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(F.relu6(self.stem(paintings)))
-        features = F.relu6(self.last_conv(h)).mean(dim=(2, 3), dtype=torch.float32)
-        return self.bottleneck(features.to(self.bottleneck.weight.dtype)).float()
+        """:func:`predict` with this network's weights."""
+        return predict(self, paintings)
+
+    def kernels(self, dtype: torch.dtype) -> dict[nn.Module, torch.Tensor]:
+        """Each convolution's weight in ``dtype`` and channels-last layout, made once per dtype."""
+        key = (dtype, self.stem.weight.device, tuple(p._version for p in self.parameters()))
+        if key not in self._kernels:
+            self._kernels = {key: {
+                module: module.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+                for module in self.modules() if isinstance(module, nn.Conv2d)
+            }}
+        return self._kernels[key]
+
+
+def predict(net: StylePredictor, paintings: torch.Tensor, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Style vectors (``N×100``, float32) of ``N×3×256×256`` paintings in ``[0, 1]``."""
+    kernels = net.kernels(dtype)
+
+    def conv(x: torch.Tensor, layer: nn.Conv2d, **kwargs) -> torch.Tensor:
+        stride, kernel = layer.stride[0], layer.kernel_size[0]
+        if stride > 1:  # TensorFlow's SAME padding is uneven here: pad first
+            x, padding = same_padding(x, kernel, stride), 0
+        else:
+            padding = kernel // 2
+        return ops.conv(x, kernels[layer], layer.bias.to(dtype), stride=stride, padding=padding,
+                        groups=layer.groups, **kwargs)
+
+    h = conv(paintings.to(dtype).contiguous(memory_format=torch.channels_last), net.stem, activation="relu6")
+    for block in net.blocks:
+        inner = conv(h, block.expand, activation="relu6") if block.expand is not None else h
+        inner = conv(inner, block.depthwise, activation="relu6")
+        h = conv(inner, block.project, add=h if block.skip else None)
+    features = conv(h, net.last_conv, activation="relu6").mean(dim=(2, 3), dtype=torch.float32)
+    return F.linear(features, net.bottleneck.weight.float(), net.bottleneck.bias.float())
 
 
 def tensorflow_scopes() -> Iterator[tuple[str, str]]:

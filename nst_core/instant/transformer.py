@@ -215,10 +215,13 @@ def transform(
     # whose output is the phase map of the result (see ops)
     z = layers.conv_norm(ops.pad_into(h, 1, "replicate"), k["expand.conv1.weight"], k["expand.conv1.bias"],
                          "expand/conv1/conv", activation="relu", phases=4)
-    z = layers.conv_norm(ops.pixel_shuffle_into(z, 1, "replicate"), k["expand.conv2.weight"],
-                         k["expand.conv2.bias"], "expand/conv2/conv", activation="relu", phases=4)
-    # the 9×9 convolution (reflect padding 4) from phase map to phase map
-    z = layers.conv_norm(ops.phase_pad(z, 2), k["expand.conv3.weight"], k["expand.conv3.bias"],
+    h = ops.pixel_shuffle_into(z, 1, "replicate")
+    # written straight into the buffer of the last convolution: a 9×9 one (reflect padding 4),
+    # computed from phase map to phase map
+    buffer, interior = ops.padded_buffer(h, k["expand.conv2.weight"].shape[0], h.shape[-2] - 2, h.shape[-1] - 2, 2)
+    layers.conv_norm(h, k["expand.conv2.weight"], k["expand.conv2.bias"], "expand/conv2/conv", activation="relu",
+                     phases=4, out=interior)
+    z = layers.conv_norm(ops.fill_phase_border(buffer, 2), k["expand.conv3.weight"], k["expand.conv3.bias"],
                          "expand/conv3/conv", activation="sigmoid", phases=4)
     if out is None:
         out = torch.empty((height, width, 3), dtype=torch.float32, device=images.device)
@@ -234,8 +237,10 @@ class _NormalizedLayers:
         self.style, self.statistics, self.record = style, statistics, record
 
     def conv_norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, layer: str, *,
-                  activation: str | None = None, add: torch.Tensor | None = None, phases: int = 1) -> torch.Tensor:
-        """``activation(CIN(conv(x))) [+ add]`` for padded ``x``; ``phases`` = 4 for phase maps."""
+                  activation: str | None = None, add: torch.Tensor | None = None, phases: int = 1,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+        """``activation(CIN(conv(x))) [+ add]`` for padded ``x``; ``phases`` = 4 for phase maps;
+        written into ``out`` if given."""
         gamma, beta = self.style[layer]
         if self.statistics is not None:  # y·scale + shift per channel: fold it into the convolution
             mean, inverse_std = self.statistics[layer]
@@ -243,8 +248,10 @@ class _NormalizedLayers:
             shift = (beta - mean * gamma * inverse_std).repeat(phases)
             folded_bias = shift if bias is None else bias.float() * scale + shift
             folded = weight * scale.to(weight.dtype).reshape(-1, 1, 1, 1)
-            return ops.conv(x, folded, folded_bias.to(weight.dtype), activation=activation, add=add)
-        y, mean, inverse_std = ops.instance_norm(ops.conv(x, weight, bias), gamma, beta, phases=phases, eps=EPSILON)
+            y = ops.conv(x, folded, folded_bias.to(weight.dtype), activation=activation, add=add)
+            return y if out is None else out.copy_(y)
+        y, mean, inverse_std = ops.instance_norm(ops.conv(x, weight, bias), gamma, beta, eps=EPSILON, phases=phases,
+                                                 out=out)
         if self.record is not None:
             self.record[layer] = (mean, inverse_std)
         if add is not None:
