@@ -17,9 +17,7 @@ the image (about 0.3 KB per pixel in fp32).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -33,6 +31,7 @@ from ..config import Config
 from ..device import autocast, check_precision, resolve_device
 from ..errors import InputError
 from ..hookspecs import hookimpl
+from ..kept import Kept
 from ..image import long_side_size, resize_to, to_array, to_tensor
 from ..plugins import RunContext, open_run
 from ..records import Plan, Result
@@ -41,8 +40,7 @@ from .model_file import FastModel, load_model
 #: Loaded models kept per process (by file, modification time and device).
 MODELS_KEPT = 4
 
-_models: OrderedDict[tuple, FastModel] = OrderedDict()
-_models_lock = threading.Lock()
+_models: Kept[FastModel] = Kept(MODELS_KEPT)
 
 
 class FastMethod:
@@ -77,16 +75,7 @@ def cached_model(name_or_path: str | PathLike, device: torch.device) -> FastMode
     except OSError:
         return load_model(path, device=device)  # load_model says what is wrong, in one line
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
-    with _models_lock:
-        if key in _models:
-            _models.move_to_end(key)
-            return _models[key]
-    model = load_model(path, device=device)
-    with _models_lock:
-        _models[key] = model
-        while len(_models) > MODELS_KEPT:
-            _models.popitem(last=False)
-    return model
+    return _models.get(key, lambda: load_model(path, device=device))
 
 
 def apply_model(content: np.ndarray, model: FastModel, *, config: Config, run: RunContext) -> Result:

@@ -784,21 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(f"cannot import nst_core ({error})", EXIT_RUNTIME, json_mode)
         try:
             args = build_parser().parse_args(argv)
-            if args.command == "run":
-                return command_run(args)
-            if args.command == "train":
-                return command_train(args)
-            if args.command == "serve":
-                from .serve import command_serve
-
-                return command_serve(args)
-            if args.command == "models":
-                return command_models(args)
-            if args.command == "weights":
-                return command_weights(args)
-            if args.command == "gimp":
-                return command_gimp(args)
-            raise AssertionError(args.command)
+            return _COMMANDS[args.command](args)
         except NstError as error:
             if debug:
                 raise
@@ -817,6 +803,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"stopped by {name}", 128 + stop.signum, json_mode)
     except KeyboardInterrupt:
         return _fail("stopped by Ctrl-C", 128 + signal.SIGINT, json_mode)
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from .serve import command_serve as serve
+
+    return serve(args)
+
+
+_COMMANDS = {"run": command_run, "train": command_train, "serve": command_serve, "models": command_models,
+             "weights": command_weights, "gimp": command_gimp}
 
 
 def _stop_now(signum: int, frame: Any) -> None:
