@@ -15,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 GIMP_ENV = REPO / "plugins" / "gimp" / "tools" / "gimp-env.sh"
 BATCH = Path(__file__).resolve().parent / "gimp_batch.py"
+DIALOG = REPO / "plugins" / "gimp" / "tools" / "gimp_dialog.py"
 WEIGHTS_NAME = "vgg16-imagenet-features.pth"
 
 
@@ -68,11 +69,15 @@ def cli_executable() -> Path:
 
 
 def install_plugin(home: Path, cli: Path) -> Path:
-    """Install the plug-in into HOME/.config/GIMP/3.0/plug-ins with the project's installer."""
+    """Install the plug-in into HOME/.config/GIMP/3.0/plug-ins with the project's installer (in
+    a profile that skips GIMP's welcome dialog)."""
     sys.path.insert(0, str(REPO / "plugins" / "cli"))
     from nst_cli.gimp_install import install
 
-    return install(home / ".config" / "GIMP" / "3.0" / "plug-ins", cli)
+    profile = home / ".config" / "GIMP" / "3.0"
+    (profile / "plug-ins").mkdir(parents=True, exist_ok=True)
+    (profile / "gimprc").write_text("(show-welcome-dialog no)\n")
+    return install(profile / "plug-ins", cli)
 
 
 def run_batch(home: Path, spec: dict, *, timeout: float = 600, extra_env: dict | None = None) -> dict:
@@ -104,6 +109,30 @@ def run_batch(home: Path, spec: dict, *, timeout: float = 600, extra_env: dict |
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results["_gimp"] = {"seconds": round(seconds, 1), "returncode": proc.returncode, "output": proc.stdout[-8000:],
                         "leftover_temp": sorted(p.name for p in tmpdir.iterdir())}
+    return results
+
+
+def run_dialog(home: Path, spec: dict, *, timeout: float = 900) -> dict:
+    """Run plugins/gimp/tools/gimp_dialog.py in the chroot (GIMP 3 with its window on Xvfb) with
+    ``spec`` ("home" is set here); return its results plus "_output"."""
+    work = Path(spec["results"]).parent
+    spec_path = work / "dialog-spec.json"
+    spec_path.write_text(json.dumps({**spec, "home": str(home)}))
+    tmpdir = work / "plugin-tmp"
+    tmpdir.mkdir(exist_ok=True)
+    inner_env = {"NST_CORE_WEIGHTS": str(weights_file()), "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "2",
+                 "NST_CORE_CACHE_DIR": str(home / ".cache" / "nst-core")}
+    command = ["bash", str(GIMP_ENV), "run", "env", *(f"{k}={v}" for k, v in inner_env.items()),
+               "python3", str(DIALOG), str(spec_path)]
+    gimp_env = env_for_gimp_env()
+    gimp_env["NST_GIMP_BINDS"] += f":{work}:{home}"
+    proc = subprocess.run(command, env=gimp_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    results_path = Path(spec["results"])
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    log = Path(spec["results"] + ".log")
+    results["_output"] = proc.stdout[-4000:] + (log.read_text()[-4000:] if log.is_file() else "")
+    results["_returncode"] = proc.returncode
     return results
 
 

@@ -53,3 +53,17 @@ def test_it_never_deletes_a_folder_it_did_not_make(tmp_path):
 def test_refuses_a_shallow_path():
     result = gimp_env("ensure", env={"NST_GIMP_CHROOT": "/var"})
     assert result.returncode != 0 and "two levels deep" in result.stderr
+
+
+def test_a_chroot_built_with_fewer_packages_gets_the_missing_ones(tmp_path):
+    """An older cache (marker without the package list) is completed, not used as it is; here the
+    "chroot" is an empty folder, so that fails loudly and the marker stays."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (as the GIMP tests do)")
+    root = tmp_path / "root"
+    root.mkdir()
+    marker = root / ".nst-gimp-env-complete"
+    marker.write_text("suite=trixie gimp=3.0.4 built=2026-01-01T00:00:00Z\n")
+    result = gimp_env("ensure", env={"NST_GIMP_CHROOT": str(root)})
+    assert result.returncode != 0 and "adding packages" in result.stderr and "xvfb" in result.stderr
+    assert marker.read_text() == "suite=trixie gimp=3.0.4 built=2026-01-01T00:00:00Z\n"

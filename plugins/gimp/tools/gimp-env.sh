@@ -19,7 +19,7 @@
 # Environment: NST_GIMP_CHROOT (default /var/cache/nst-core/gimp-chroot), NST_GIMP_SUITE
 # (default trixie), NST_GIMP_MIRROR (default: the host's own Debian mirror).
 # Needs root and the Debian package registry; fails loudly (exit 1, a message on stderr) when
-# either is missing. Building takes about a minute and ~730 MB; afterwards `ensure` is instant.
+# either is missing. Building takes 1-3 minutes and ~930 MB; afterwards `ensure` is instant.
 set -euo pipefail
 
 ROOT=${NST_GIMP_CHROOT:-/var/cache/nst-core/gimp-chroot}
@@ -33,7 +33,8 @@ SUITE=${NST_GIMP_SUITE:-trixie}
 MARKER="$ROOT/.nst-gimp-env-complete"
 BUILDING="$ROOT/.nst-gimp-env-building"  # present from the start of a build: safe to delete
 LOCK="$ROOT.lock"
-PACKAGES="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4"
+# GIMP 3 with Python plug-ins; a virtual display and xdotool for the dialog test and picture
+PACKAGES="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 xvfb xdotool"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 
@@ -72,7 +73,7 @@ build() {
     local mirror log
     mirror=$(host_mirror)
     log="$ROOT.build.log"
-    say "building a Debian $SUITE chroot with GIMP 3 at $ROOT (about a minute; log: $log)"
+    say "building a Debian $SUITE chroot with GIMP 3 at $ROOT (1-3 minutes; log: $log)"
     if ! command -v debootstrap >/dev/null; then
         say "installing debootstrap on the host"
         { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap; } >"$log" 2>&1 \
@@ -103,20 +104,43 @@ build() {
         die "installing $PACKAGES in the chroot failed: is the Debian registry reachable? (see $log)"
     fi
     [ -x "$ROOT/usr/bin/gimp-console-3.0" ] || die "gimp-console-3.0 missing after the install (see $log)"
+    write_marker
+    rm -f "$BUILDING"
+    say "built in $((SECONDS - started)) s: GIMP $(chroot "$ROOT" dpkg-query -W -f '${Version}' gimp)"
+}
+
+write_marker() {
     local version
     version=$(chroot "$ROOT" dpkg-query -W -f '${Version}' gimp)
-    echo "suite=$SUITE gimp=$version built=$(date -u +%FT%TZ)" >"$MARKER"
-    rm -f "$BUILDING"
-    say "built in $((SECONDS - started)) s: GIMP $version"
+    echo "suite=$SUITE gimp=$version built=$(date -u +%FT%TZ) packages=${PACKAGES// /,}" >"$MARKER"
+}
+
+# A chroot built with an older package list gets the missing packages (no rebuild).
+add_packages() {
+    local log="$ROOT.build.log"
+    say "adding packages to the chroot: $PACKAGES (log: $log)"
+    umount_all
+    if ! unshare --mount --propagation private /bin/sh -ec '
+            mount -t proc proc "$1/proc"; mount --bind /dev "$1/dev"
+            chroot "$1" apt-get update
+            chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $2
+            chroot "$1" apt-get clean' sh "$ROOT" "$PACKAGES" >>"$log" 2>&1; then
+        die "installing $PACKAGES in the chroot failed: is the Debian registry reachable? (see $log)"
+    fi
+    write_marker
+}
+
+up_to_date() {
+    [ -f "$MARKER" ] && grep -q " packages=${PACKAGES// /,}\$" "$MARKER"
 }
 
 ensure() {
     need_root
-    [ -f "$MARKER" ] && return 0
+    up_to_date && return 0
     mkdir -p "$(dirname "$ROOT")"
     exec 9>"$LOCK"
     flock 9  # one build at a time; a second caller waits and then finds it done
-    [ -f "$MARKER" ] || build
+    if [ ! -f "$MARKER" ]; then build; elif ! up_to_date; then add_packages; fi
     exec 9>&-
 }
 

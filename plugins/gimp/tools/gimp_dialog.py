@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Drive GIMP 3's Neural Style dialog on a virtual display (Xvfb): runs INSIDE the chroot of
+gimp-env.sh, with its python3 (which has GIMP's GObject bindings, used here for screenshots).
+
+    gimp-env.sh run python3 plugins/gimp/tools/gimp_dialog.py SPEC.json
+
+SPEC.json: {"home": HOME with the plug-in installed, "image": PATH, "results": PATH,
+            "runs": [{"props": {...}, "expand_advanced": bool, "screenshot": PNG PATH,
+                      "keys": ["Return", "Escape", ...]}]}
+For each run GIMP opens the dialog (gimp_dialog_batch.py); this script waits for it, optionally
+expands "Advanced" and saves a picture of the dialog, then presses the keys one by one, noting
+after each whether the dialog is still open. Results: {"runs": [{"open_after": [bool per key],
+"geometry": [x, y, w, h]}], "gimp": [outcome per run from GIMP], "gimp_returncode": N}.
+
+Used by tests/gimp/test_gimp_dialog.py and to make docs/images/gimp_dialog.png:
+    plugins/gimp/tools/gimp-dialog-picture.sh
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TITLE = "^Neural Style$"
+
+
+def xdotool(*args, timeout=30):
+    return subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=timeout).stdout.split()
+
+
+def start_display():
+    read, write = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1400x1000x24", "-nolisten", "tcp"],
+                              pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        raise SystemExit("gimp_dialog.py: Xvfb did not start")
+    return server, f":{number}"
+
+
+def wait_for_new_dialog(seen, gimp, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and gimp.poll() is None:
+        fresh = [window for window in xdotool("search", "--onlyvisible", "--name", TITLE) if window not in seen]
+        if fresh:
+            return fresh[0]
+        time.sleep(0.3)
+    raise SystemExit(f"gimp_dialog.py: no Neural Style dialog appeared (GIMP exit {gimp.poll()})")
+
+
+def geometry(window):
+    values = dict(line.split("=") for line in xdotool("getwindowgeometry", "--shell", window))
+    return [int(values[key]) for key in ("X", "Y", "WIDTH", "HEIGHT")]
+
+
+def screenshot(path, box):
+    import gi
+
+    gi.require_version("Gdk", "3.0")
+    from gi.repository import Gdk
+
+    pixbuf = Gdk.pixbuf_get_from_window(Gdk.get_default_root_window(), *box)
+    pixbuf.savev(path, "png", [], [])
+
+
+def press(window, key):
+    xdotool("windowfocus", "--sync", window)
+    xdotool("key", "--clearmodifiers", key)
+    time.sleep(3)
+    return window in xdotool("search", "--onlyvisible", "--name", TITLE)
+
+
+def main(spec_path):
+    spec = json.load(open(spec_path))
+    server, display = start_display()
+    os.environ.update({"DISPLAY": display, "HOME": spec["home"], "XDG_CONFIG_HOME": os.path.join(spec["home"], ".config"),
+                       "NO_AT_BRIDGE": "1", "NST_GIMP_DIALOG_SPEC": spec_path + ".gimp.json"})
+    json.dump({"image": spec["image"], "results": spec["results"] + ".gimp.json",
+               "runs": [{"props": run.get("props", {})} for run in spec["runs"]]},
+              open(spec_path + ".gimp.json", "w"))
+    batch = os.path.join(HERE, "gimp_dialog_batch.py")
+    gimp = subprocess.Popen(["gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval",
+                             "-b", f"exec(open({batch!r}).read())", "--quit"],
+                            stdout=open(spec["results"] + ".log", "w"), stderr=subprocess.STDOUT)
+    results = {"runs": []}
+    try:
+        seen = set()
+        for run in spec["runs"]:
+            window = wait_for_new_dialog(seen, gimp)
+            seen.add(window)
+            time.sleep(2)  # drawn
+            box = geometry(window)
+            if run.get("expand_advanced"):
+                # the "Advanced" expander: the row above the settings buttons and the button bar
+                xdotool("mousemove", "--window", window, "40", str(box[3] - 125), "click", "1")
+                time.sleep(1.5)
+                box = geometry(window)
+            if run.get("screenshot"):
+                screenshot(run["screenshot"], box)
+            results["runs"].append({"geometry": box, "open_after": [press(window, key) for key in run.get("keys", [])]})
+        results["gimp_returncode"] = gimp.wait(timeout=600)
+    finally:
+        if gimp.poll() is None:
+            gimp.kill()
+        server.terminate()
+        outcomes = spec["results"] + ".gimp.json"
+        results["gimp"] = json.load(open(outcomes)) if os.path.isfile(outcomes) else []
+        json.dump(results, open(spec["results"], "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

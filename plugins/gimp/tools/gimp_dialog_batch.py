@@ -1,0 +1,46 @@
+"""Runs INSIDE a GIMP 3 with a display (gimp-3.0 -b, driven by gimp_dialog.py): opens an image
+in a window and runs Filters > Neural Style's procedure INTERACTIVELY once per entry of the
+spec's "runs", so that its dialog appears; writes each run's outcome as JSON.
+
+Spec ($NST_GIMP_DIALOG_SPEC): {"image": PATH, "results": PATH, "runs": [{"props": {NAME: VALUE}}]};
+"style-file" is a path (GIMP's dialog shows the values passed to an interactive run).
+"""
+
+import json
+import os
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, Gio  # noqa: E402
+
+SPEC = json.load(open(os.environ["NST_GIMP_DIALOG_SPEC"]))
+PROC = "python-fu-nst-neural-style"
+
+
+def run_once(image, props):
+    procedure = Gimp.get_pdb().lookup_procedure(PROC)
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [image.get_layers()[0]])
+    for name, value in props.items():
+        config.set_property(name, Gio.File.new_for_path(value) if name == "style-file" else value)
+    result = procedure.run(config)
+    return {"status": result.index(0).value_nick, "layers": [layer.get_name() for layer in image.get_layers()]}
+
+
+def main():
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(SPEC["image"]))
+    Gimp.Display.new(image)
+    outcomes = []
+    for run in SPEC["runs"]:
+        try:
+            outcomes.append(run_once(image, run.get("props", {})))
+        except Exception as error:  # noqa: BLE001 - reported to the driver
+            outcomes.append({"exception": f"{type(error).__name__}: {error}"})
+        with open(SPEC["results"], "w") as out:
+            json.dump(outcomes, out)
+
+
+main()
