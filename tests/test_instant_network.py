@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from nst_core.image import resize_to
 from nst_core.instant import onnx_import
 from nst_core.instant.transformer import transform
 from nst_core.instant.weights import NETWORKS, Int8Tensor, build_network, embedded_path, read_network_file
 
-from .conftest import IMAGES
+from .conftest import shared_image
 
 WHEEL_ENV = "NST_CORE_INSTANT_WHEEL"
 #: Largest difference allowed between nst-core and onnxruntime on the same float computation.
@@ -94,12 +94,9 @@ def _session(model):
     return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
-def _picture(name: str, size: tuple[int, int]) -> np.ndarray:
-    path = IMAGES / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing; ../shared must sit beside the checkout")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize(size, Image.LANCZOS), dtype=np.float32) / 255
+def _picture(name: str, hw: tuple[int, int]) -> np.ndarray:
+    """A test image from ../shared/images at exactly ``hw`` (height, width)."""
+    return resize_to(shared_image(name, 2 * max(hw)), hw)
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +140,7 @@ def test_transformer_matches_onnxruntime_at_384(converted, reference):
 def test_transformer_matches_onnxruntime_at_another_size(converted, peer_models):
     """The graph with free height and width, at a size that is not square (nor 384)."""
     _, transformer = converted
-    photo = _picture("tubingen.jpg", (200, 152))
+    photo = _picture("tubingen.jpg", (152, 200))
     vector = np.random.default_rng(3).normal(size=100).astype(np.float32)
     session = _session(onnx_import.float_reference_graph(peer_models[onnx_import.TRANSFORMER_ONNX]))
     names = [i.name for i in session.get_inputs()]

@@ -9,31 +9,24 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from nst_core import instant
+from nst_core.image import resize_to
 from nst_core.instant import tiles
 from nst_core.instant.transformer import RECEPTIVE_RADIUS, STRIDE, transform
+from nst_core.parts import grid
 
-from .conftest import IMAGES
-
-
-def _picture(name: str, size: tuple[int, int]) -> np.ndarray:
-    path = IMAGES / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing; ../shared must sit beside the checkout")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize(size, Image.LANCZOS), dtype=np.float32) / 255
+from .conftest import shared_image
 
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    return _picture("tubingen.jpg", (320, 240))
+    return shared_image("tubingen.jpg", 320)  # 320×240
 
 
 @pytest.fixture(scope="module")
 def vector() -> torch.Tensor:
-    return instant.style_vector(_picture("starry_night.jpg", (320, 200)))
+    return instant.style_vector(shared_image("starry_night.jpg", 320))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +87,7 @@ def test_tiles_with_the_same_statistics_are_the_whole_pass(net, photo, vector):
 
 def _seam_ratio(image: np.ndarray, plan: tiles.Plan) -> float:
     """Mean colour step across tile core boundaries ÷ mean step across all other columns and rows."""
-    parts = tiles.grid(image.shape[:2], core=plan.core, halo=plan.halo, offset=(0, 0),
+    parts = grid(image.shape[:2], core=plan.core, halo=plan.halo, offset=(0, 0),
                        strides={"image": 1, "network": STRIDE})
     cut_rows = {p.core[0] for p in parts} - {0}
     cut_cols = {p.core[2] for p in parts} - {0}
@@ -113,8 +106,8 @@ def test_budgeted_run_is_close_to_whole_and_seamless(net, photo, vector):
     tiled = instant.stylize_instant_array(photo, vector, max_memory=2**21)
     whole = instant.stylize_instant_array(photo, vector)
     style = net.style_parameters(vector)
-    small = instant.tiles.measure_statistics(
-        net, instant.tiles.resize_to(photo, plan.statistics_hw), style, dtype=torch.float32, device=torch.device("cpu"))
+    small = tiles.measure_statistics(
+        net, resize_to(photo, plan.statistics_hw), style, dtype=torch.float32, device=torch.device("cpu"))
     assert np.abs(tiled - _whole(net, photo, style, statistics=small)).max() <= 1e-4
     difference = np.abs(tiled - whole)
     assert difference.mean() <= 0.03, difference.mean()  # measured 0.014 (statistics from 256×192)
@@ -137,6 +130,7 @@ def test_plans():
 _MEMORY_PROBE = """
 import json, sys, numpy as np, torch
 from nst_core import instant
+from nst_core.image import resize_to
 instant.load_networks()
 vector = torch.from_numpy(np.random.default_rng(0).normal(size=100).astype(np.float32))
 instant.stylize_instant_array(np.zeros((64, 64, 3), np.float32), vector)  # kernels made, allocator warm

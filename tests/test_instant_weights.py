@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from nst_core.errors import WeightsError
 from nst_core.instant import weights
 from nst_core.instant.weights import (
     FORMAT,
@@ -21,6 +20,8 @@ from nst_core.instant.weights import (
     write_network_file,
 )
 
+from .conftest import weights_error_of
+
 
 def _arrays(network: str) -> dict[str, np.ndarray]:
     with np.load(embedded_path(network), allow_pickle=False) as archive:
@@ -31,11 +32,11 @@ def _write(path, arrays: dict[str, np.ndarray]) -> None:
     np.savez(path, **arrays)
 
 
-def _one_line(error: pytest.ExceptionInfo, *words: str) -> None:
-    text = str(error.value)
-    assert "\n" not in text
+def _refused(path, network: str, *words: str) -> None:
+    """Reading ``path`` is a one-line WeightsError holding ``words``."""
+    message = weights_error_of(read_network_file, path, network)
     for word in words:
-        assert word in text, text
+        assert word in message, message
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
@@ -64,26 +65,20 @@ def test_write_then_read_float_and_int8(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(WeightsError) as error:
-        read_network_file(tmp_path / "nothing.npz", "transformer")
-    _one_line(error, "nothing.npz", "no such file")
+    _refused(tmp_path / "nothing.npz", "transformer", "nothing.npz", "no such file")
 
 
 def test_not_an_npz(tmp_path):
     path = tmp_path / "text.npz"
     path.write_text("hello\n")
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "not an .npz")
+    _refused(path, "transformer", "not an .npz")
 
 
 def test_truncated(tmp_path):
     path = tmp_path / "cut.npz"
     data = embedded_path("transformer").read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "corrupt or truncated")
+    _refused(path, "transformer", "corrupt or truncated")
 
 
 def test_pickled_objects_are_refused(tmp_path):
@@ -91,40 +86,28 @@ def test_pickled_objects_are_refused(tmp_path):
     arrays["contract.conv1.bias"] = np.array([{"evil": 1}], dtype=object)
     path = tmp_path / "pickle.npz"
     np.savez(path, **arrays)
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "refused for safety")
+    _refused(path, "transformer", "refused for safety")
 
 
 def test_wrong_marker_and_network(tmp_path):
     arrays = _arrays("transformer")
     path = tmp_path / "w.npz"
     _write(path, {**arrays, "__format__": np.array("something/2")})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, FORMAT)
-    with pytest.raises(WeightsError) as error:
-        read_network_file(embedded_path("transformer"), "style-predictor")
-    _one_line(error, "'transformer'", "style-predictor")
+    _refused(path, "transformer", FORMAT)
+    _refused(embedded_path("transformer"), "style-predictor", "'transformer'", "style-predictor")
 
 
 def test_missing_extra_and_misshapen_tensors(tmp_path):
     arrays = _arrays("transformer")
     path = tmp_path / "w.npz"
     _write(path, {k: v for k, v in arrays.items() if k != "contract.conv1.bias"})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "lacks 'contract.conv1.bias'")
+    _refused(path, "transformer", "lacks 'contract.conv1.bias'")
 
     _write(path, {**arrays, "stray": np.zeros(3, np.float32)})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "unexpected", "stray")
+    _refused(path, "transformer", "unexpected", "stray")
 
     _write(path, {**arrays, "contract.conv1.bias": np.zeros(7, np.float32)})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "contract.conv1.bias", "(7,)", "(8,)")
+    _refused(path, "transformer", "contract.conv1.bias", "(7,)", "(8,)")
 
 
 def test_bad_values(tmp_path):
@@ -133,31 +116,21 @@ def test_bad_values(tmp_path):
     bias = arrays["contract.conv1.bias"].copy()
     bias[2] = np.nan
     _write(path, {**arrays, "contract.conv1.bias": bias})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "NaN")
+    _refused(path, "transformer", "NaN")
 
     scale = arrays["contract.conv1.weight.scale"].copy()
     scale[0] = np.inf
     _write(path, {**arrays, "contract.conv1.weight.scale": scale})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "contract.conv1.weight", "NaN or infinite")
+    _refused(path, "transformer", "contract.conv1.weight", "NaN or infinite")
 
     _write(path, {k: v for k, v in arrays.items() if k != "contract.conv1.weight.scale"})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "no scales")
+    _refused(path, "transformer", "no scales")
 
     _write(path, {**arrays, "contract.conv1.weight.int8": arrays["contract.conv1.weight.int8"].astype(np.int16)})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "int16")
+    _refused(path, "transformer", "int16")
 
     _write(path, {**arrays, "contract.conv1.bias": arrays["contract.conv1.bias"].astype(np.int32)})
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "int32", "floating point")
+    _refused(path, "transformer", "int32", "floating point")
 
 
 def test_zip_with_other_members(tmp_path):
@@ -166,9 +139,7 @@ def test_zip_with_other_members(tmp_path):
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("readme.txt", "hello")
     path.write_bytes(buffer.getvalue())
-    with pytest.raises(WeightsError) as error:
-        read_network_file(path, "transformer")
-    _one_line(error, "readme.txt")
+    _refused(path, "transformer", "readme.txt")
 
 
 def test_loaded_once_per_process(monkeypatch):
@@ -187,6 +158,4 @@ def test_a_damaged_embedded_file_is_a_weights_error(monkeypatch, tmp_path):
     broken = tmp_path / "instant-transformer.npz"
     broken.write_bytes(b"PK\x03\x04broken")
     monkeypatch.setattr(weights, "embedded_path", lambda network: broken)
-    with pytest.raises(WeightsError) as error:
-        weights.load_transformer()
-    _one_line(error, "instant-transformer.npz")
+    assert "instant-transformer.npz" in weights_error_of(weights.load_transformer)

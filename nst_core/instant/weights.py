@@ -36,7 +36,8 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..atomic_file import write_atomically
-from ..message_text import short_reason, show_path
+from ..message_text import show_path
+from ..weights.npz_format import read_npz_arrays
 from .predictor import StylePredictor
 from .transformer import Transformer
 
@@ -130,7 +131,7 @@ def read_network_file(path: str | os.PathLike[str], network: str) -> dict[str, t
     name = show_path(path)
     if network not in NETWORKS:
         raise ValueError(f"unknown instant network {network!r}")
-    arrays = _read_arrays(path, name)
+    arrays = read_npz_arrays(path, what="instant weights")
     where = f"instant weights file '{name}'"
     marker = arrays.pop("__format__", None)
     if marker is None or marker.dtype.kind != "U" or marker.shape != () or str(marker) != FORMAT:
@@ -158,35 +159,6 @@ def read_network_file(path: str | os.PathLike[str], network: str) -> dict[str, t
     if arrays:
         raise WeightsError(f"{where} has an unexpected array '{show_path(sorted(arrays)[0])}'")
     return state_dict
-
-
-def _read_arrays(path: Path, name: str) -> dict[str, np.ndarray]:
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        raise WeightsError(f"cannot load instant weights '{name}': no such file") from None
-    except OSError as error:
-        raise WeightsError(f"cannot load instant weights '{name}': {short_reason(error)}") from None
-    if magic != b"PK\x03\x04":
-        raise WeightsError(f"cannot load instant weights '{name}': it is not an .npz weights file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise WeightsError(
-                f"cannot load instant weights '{name}': it holds Python objects, not only arrays, and is refused for safety"
-            ) from None
-        raise WeightsError(f"cannot load instant weights '{name}': the file is corrupt or truncated") from None
-    except MemoryError:
-        raise WeightsError(f"cannot load instant weights '{name}': out of memory while reading it") from None
-    except Exception:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError, OSError of a malformed archive …
-        raise WeightsError(f"cannot load instant weights '{name}': the file is corrupt or truncated") from None
-    strays = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
-    if strays:
-        raise WeightsError(f"cannot load instant weights '{name}': it holds '{show_path(strays[0])}', which is not an array")
-    return arrays
 
 
 def _int8_tensor(values: np.ndarray, scale: np.ndarray | None, where: str) -> np.ndarray:
