@@ -15,10 +15,14 @@ convolution to 3 channels at full resolution takes twice as long as the same ari
   (:func:`subpixel_weight`), and the last 9×9 convolution becomes a 5×5 convolution from phase
   map to phase map (:func:`phase_weight`), so the largest maps are never made;
 - padding is written into a new buffer by one interior copy plus border copies
-  (:func:`pad_into`, :func:`phase_pad`), and a phase map is unpacked straight into a padded
-  buffer (:func:`pixel_shuffle_into`);
-- a convolution followed by a ReLU, a sigmoid or a residual addition is one oneDNN call where
-  PyTorch has it (:func:`conv`).
+  (:func:`pad_into`, :func:`phase_pad`); a phase map is unpacked straight into a padded buffer
+  (:func:`pixel_shuffle_into`), and a normalization can write its result straight into the
+  next convolution's padded buffer (:func:`padded_buffer`, :func:`instance_norm`'s ``out``);
+- instance-norm statistics are column means of the map seen as a ``pixels × channels`` matrix
+  (a view of a channels-last map), which vectorize over the channels, unlike reductions over
+  the spatial dimensions;
+- a convolution followed by a ReLU, a ReLU6, a sigmoid or a residual addition is one oneDNN
+  call where PyTorch has it (:func:`conv`).
 """
 
 from __future__ import annotations
