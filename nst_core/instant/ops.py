@@ -208,13 +208,24 @@ def instance_norm(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, *, e
                   out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Instance normalization of a batch-of-one channels-last map with per-channel ``gamma`` and ``beta``.
 
-    Returns the normalized map (written into ``out`` if given, else over ``y``) and each
-    channel's mean and inverse standard deviation (float32). With ``phases = 4``, ``y`` is a
-    phase map and each channel is normalized over its four phases together. The statistics are
-    taken on the map seen as a ``pixels × channels`` matrix (a view): column means, then the
-    mean square of the centred values (two passes, no cancellation).
+    Returns the normalized map (written into ``out`` if given) and each channel's mean and
+    inverse standard deviation (float32). With ``phases = 4``, ``y`` is a phase map and each
+    channel is normalized over its four phases together.
+
+    The map is seen as a ``pixels × channels`` matrix (a view of a channels-last map). With 16
+    channels or more and no ``out``, ``torch.native_batch_norm`` in training mode does it in one
+    call (for one image, batch statistics are the instance's; each phase is one more row);
+    otherwise, where that kernel is slow on narrow rows, column means and the mean square of the
+    centred values (two passes, no cancellation), then one multiply-add.
     """
-    rows = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+    n, width, h, w = y.shape
+    channels = width // phases
+    if out is None and channels >= 16:
+        rows = y.permute(0, 2, 3, 1).reshape(n, h * w * phases, 1, channels).permute(0, 3, 1, 2)
+        normalized, mean, inverse_std = torch.native_batch_norm(rows, gamma.to(y.dtype), beta.to(y.dtype), None, None,
+                                                                True, 0.0, eps)
+        return normalized.permute(0, 2, 3, 1).reshape(n, h, w, width).permute(0, 3, 1, 2), mean, inverse_std
+    rows = y.permute(0, 2, 3, 1).reshape(-1, width)
     if rows.dtype != torch.float32:
         rows = rows.float()
     mean = rows.mean(dim=0).view(phases, -1).mean(dim=0)
