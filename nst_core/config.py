@@ -193,6 +193,22 @@ class Config:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every field by name, as plain values (``extra`` a dict): ``Config(**config.as_dict())``
+        is the same config."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["extra"] = dict(self.extra)
+        return values
+
+    def __reduce__(self) -> tuple:
+        # pickled field by field (``extra`` is a read-only mapping, which pickle cannot copy),
+        # so a config travels to other processes (batch workers) and is checked again there
+        return (_config_from_fields, (self.as_dict(),))
+
+
+def _config_from_fields(fields: dict[str, Any]) -> Config:
+    return Config(**fields)
+
 
 def _as_tuple(name: str, value: Any) -> tuple:
     if isinstance(value, str) or not hasattr(value, "__iter__"):

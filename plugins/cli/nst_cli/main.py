@@ -15,6 +15,7 @@ import time
 STARTED = time.perf_counter()  # a time budget counts from here: start-up and loading included
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -158,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "contents or a folder")
     batch.add_argument("--out-format", default="png", choices=("png", "jpg", "tif", "webp", "bmp"),
                        help="file type of the results in --out-dir (default png)")
+    batch.add_argument("--resume", action="store_true",
+                       help="with --out-dir: skip the photos whose result the folder's manifest (.nst-core-batch.json) "
+                            "shows complete and made with the same inputs and settings")
+    dask = run.add_argument_group("batches on Dask (pip install 'nst-core[cluster]')")
+    dask.add_argument("--workers", type=int, metavar="N",
+                      help="run the batch on a local Dask cluster of N worker processes")
+    dask.add_argument("--cluster", metavar="ADDRESS",
+                      help="run the batch on the workers of an existing Dask scheduler, e.g. tcp://host:8786")
+    dask.add_argument("--threads-per-worker", type=int, metavar="T",
+                      help="PyTorch threads of each worker (default: the cores divided by the workers)")
+    dask.add_argument("--write-on-workers", action="store_true",
+                      help="workers write the results into the output folder themselves (a shared filesystem); "
+                           "default: they send them back and nst-core writes them")
 
     size = run.add_argument_group("size")
     size.add_argument("--size", type=int, metavar="PX",
@@ -503,6 +517,8 @@ def run_jobs(args: argparse.Namespace, config: Any) -> list[Any]:
         raise InputError("give -o OUT (one content) or --out-dir DIR (several), not both")
     if not args.output and not args.out_dir:
         raise InputError("no output: give -o/--output OUT, or --out-dir DIR for several contents or a folder")
+    if args.resume and not args.out_dir:
+        raise InputError("--resume works with --out-dir DIR, whose manifest says which results are complete")
     if args.output:
         if len(contents) != 1 or any(item.is_dir() for item in content_args):
             raise InputError(f"-o writes one file, but there are {len(contents)} contents; use --out-dir DIR")
@@ -567,19 +583,21 @@ def run_command(args: argparse.Namespace, canceller: Any, started: float) -> int
     """What ``nst-core run`` does with parsed ``args``: one photo, or a batch that goes on past a
     bad photo; ``canceller`` stops it, and a time budget counts from ``started``. The exit code."""
     from nst_core import stylize_files
-    from nst_core.batch import DONE, FAILED, run_batch
+    from nst_core.batch import DONE, FAILED, SKIPPED, run_batch
 
-    from .reporters import BarReporter, JsonReporter, SnapshotWriter
+    from .reporters import BarReporter, BatchBar, JsonReporter, SnapshotWriter
     from .streams import emit_json, say
 
     config = config_from_args(args, started)
     mode = _progress_mode(args)
     jobs = run_jobs(args, config)
-    bar = BarReporter() if mode == "bar" else None
+    executor = _executor(args)
+    batch = len(jobs) > 1 or executor is not None or args.resume
+    bar = (BatchBar(len(jobs)) if batch else BarReporter()) if mode == "bar" else None
     json_reporters: list[Any] = []
 
     def plugins_for(job: Any) -> list[Any]:
-        plugins: list[Any] = [canceller] + ([bar] if bar else [])
+        plugins: list[Any] = [canceller] + ([bar.for_job(job) if batch else bar] if bar else [])
         if mode == "json":
             json_reporters.append(JsonReporter(_job_fields(job)))
             plugins.append(json_reporters[-1])
@@ -602,16 +620,21 @@ def run_command(args: argparse.Namespace, canceller: Any, started: float) -> int
         job = outcome.job
         for reporter in json_reporters:
             reporter.flush()
+        if isinstance(bar, BatchBar):
+            bar.job_finished(job)
         if outcome.status == DONE:
             report(job, outcome.result)
         elif outcome.status == FAILED:
             message = outcome.message(spell_setting)
             if mode == "json":
                 emit_json("failed", message=message, exit_code=outcome.exit_code, content=str(job.content),
-                          output=str(job.output), **_batch_fields(job))
+                          output=str(job.output), attempts=outcome.attempts, **_batch_fields(job))
             say(f"nst-core: error: [{job.index}/{job.count}] {job.content}: {message}")
+        elif outcome.status == SKIPPED and mode == "json":
+            emit_json("skipped", reason=outcome.note or "stopped", content=str(job.content), output=str(job.output),
+                      **_batch_fields(job))
 
-    if len(jobs) == 1:  # one photo: its error is the command's error
+    if not batch:  # one photo: its error is the command's error
         job = jobs[0]
         try:
             result = stylize_files(job.content, job.styles, job.output, config=config, plugins=plugins_for(job))
@@ -620,14 +643,36 @@ def run_command(args: argparse.Namespace, canceller: Any, started: float) -> int
                 reporter.flush()
         report(job, result)
         return EXIT_OK
-    summary = run_batch(jobs, plugins_for=plugins_for, on_outcome=on_outcome,
-                        stop_requested=lambda: canceller.requested is not None)
-    counts = {status: summary.count(status) for status in ("done", "failed", "skipped")}
+    with executor or contextlib.nullcontext():
+        summary = run_batch(jobs, executor=executor, resume=args.resume, plugins_for=plugins_for,
+                            on_outcome=on_outcome, stop_requested=lambda: canceller.requested is not None)
+    counts = {status: summary.count(status) for status in ("done", "failed", "skipped", "retried")}
     if mode == "json":
         emit_json("summary", **counts, count=len(jobs), exit_code=summary.exit_code)
     if mode != "none" or counts["failed"]:
-        say(f"batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped of {len(jobs)}")
+        if isinstance(bar, BatchBar):
+            bar.close()
+        say(f"batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
+            f"{counts['retried']} retried of {len(jobs)}")
     return summary.exit_code
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The Dask executor ``--workers`` or ``--cluster`` asks for, else ``None`` (this process)."""
+    from nst_core.errors import InputError
+
+    if args.workers is None and args.cluster is None:
+        for flag, value in (("--threads-per-worker", args.threads_per_worker), ("--write-on-workers",
+                                                                                args.write_on_workers)):
+            if value:
+                raise InputError(f"{flag} needs --workers N or --cluster ADDRESS")
+        return None
+    if args.workers is not None and args.cluster is not None:
+        raise InputError("give --workers N (a local cluster) or --cluster ADDRESS (an existing one), not both")
+    from nst_core.cluster import DaskExecutor
+
+    return DaskExecutor(workers=args.workers, address=args.cluster, threads_per_worker=args.threads_per_worker,
+                        write_on_workers=args.write_on_workers)
 
 
 def _batch_fields(job: Any) -> dict[str, int]:

@@ -68,6 +68,57 @@ class BarReporter:
             self._drawn = False
 
 
+class BatchBar:
+    """One bar over a whole batch: jobs finished, and the steps of the jobs running now (several at
+    once on Dask workers), redrawn in place on stderr."""
+
+    def __init__(self, count: int, output: Output = STDERR) -> None:
+        self.count = count
+        self.output = output
+        self.finished = 0
+        self.running: dict[int, Progress] = {}
+        self._bar = BarReporter(output)
+
+    def for_job(self, job: Any) -> _JobBar:
+        """The plugin that reports ``job``'s steps to this bar."""
+        return _JobBar(self, job.index)
+
+    def job_finished(self, job: Any) -> None:
+        self.finished += 1
+        self.running.pop(job.index, None)
+        self.draw()
+
+    def draw(self) -> None:
+        width = 20
+        filled = int(width * self.finished / max(1, self.count))
+        jobs = " ".join(f"#{index}: {p.step}/{p.total}" + (f" tile {p.tile}/{p.tiles}" if p.tiles else "")
+                        for index, p in sorted(self.running.items()))
+        self.output.write(f"\r[{'#' * filled}{'-' * (width - filled)}] {self.finished}/{self.count} done"
+                          + (f"; {jobs}" if jobs else "") + "\x1b[K")
+        self._bar._drawn = True
+
+    def notice(self, message: str) -> None:
+        self._bar.nst_notice(message)
+        self.draw()
+
+    def close(self) -> None:
+        self._bar._end_line()
+
+
+class _JobBar:
+    def __init__(self, bar: BatchBar, index: int) -> None:
+        self.bar, self.index = bar, index
+
+    @hookimpl
+    def nst_progress(self, progress: Progress) -> None:
+        self.bar.running[self.index] = progress
+        self.bar.draw()
+
+    @hookimpl
+    def nst_notice(self, message: str) -> None:
+        self.bar.notice(f"#{self.index}: {message}")
+
+
 class JsonReporter:
     """One JSON object per line on stdout, for programs such as the GIMP plug-in.
 
