@@ -183,6 +183,9 @@ class DaskExecutor:
             files["fast_model"] = (find_model(config.fast_model).suffix, scattered(find_model(config.fast_model)))
         if config.init_image:
             files["init_image"] = (Path(config.init_image).suffix, scattered(Path(config.init_image)))
+        if config.weights and config.weights != "torchvision":
+            weights = Path(config.weights).expanduser()
+            files["weights"] = (weights.suffix, scattered(weights))
         return {
             "index": job.index, "topic": topic, "stop": stop,
             "content": (job.content.suffix, _read(job.content)), "content_name": str(job.content),
