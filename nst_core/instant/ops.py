@@ -65,7 +65,8 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, st
     if FUSED_CONV and x.device.type == "cpu" and x.dtype == torch.float32:
         args = ([padding, padding], [stride, stride], [1, 1], groups)
         if add is not None:
-            return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *args, "add", None, None, [], None)
+            return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *args, "add", None, None, [],
+                                                                  None)
         post_op, scalars, _ = _ACTIVATIONS[activation] if activation else ("none", [], None)
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, post_op, scalars, "")
     y = F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
@@ -122,7 +123,8 @@ def pixel_shuffle_into(z: torch.Tensor, pad: int, mode: str = "reflect") -> torc
     return fill_border(buffer, pad, mode)
 
 
-def padded_buffer(like: torch.Tensor, channels: int, height: int, width: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_buffer(like: torch.Tensor, channels: int, height: int, width: int,
+                  pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A new channels-last buffer for a ``height × width`` map with ``pad`` pixels of border,
     and the view of its interior."""
     buffer = _empty(like, channels, height + 2 * pad, width + 2 * pad)

@@ -2,7 +2,8 @@
 
 A whole pass of the transformer holds at most about :data:`PASS_BYTES_PER_PIXEL` bytes per
 pixel of feature maps (fp32, peak resident memory measured: 144–156 B at 1024×768 and
-2048×1536, 92 B at 4000×3000, where a whole pass grew the process by 1.2 GiB). When that does not fit the budget, :func:`plan` chooses:
+2048×1536, 92 B at 4000×3000, where a whole pass grew the process by 1.2 GiB). When that does
+not fit the budget, :func:`plan` chooses:
 
 1. a *statistics pass*: the photo shrunk to the largest size that fits the budget, run whole,
    recording every normalized layer's per-channel mean and inverse standard deviation;

@@ -108,8 +108,6 @@ class StyleProjection(nn.Module):
         return out
 
 
-
-
 class Transformer(nn.Module):
     """Photos in ``[0, 1]`` and a style → stylized photos of the same size, in ``[0, 1]``.
 
