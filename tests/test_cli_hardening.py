@@ -174,16 +174,16 @@ def test_a_batch_goes_on_after_a_bad_photo_and_sums_up(random_weights, small_fil
     out = tmp_path / "styled"
     proc = run_cli("run", photos, small_files[1], "--out-dir", out, "--size", 32, "-n", 2, "--progress", "json")
     assert proc.returncode == 2, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".nst-core-batch.json", "a.png", "c.png"]
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     failed = [e for e in events if e["event"] == "failed"]
     assert len(failed) == 1 and failed[0]["content"].endswith("b.png") and failed[0]["index"] == 2
     assert [e["index"] for e in events if e["event"] == "done"] == [1, 3]
     summary = events[-1]
-    assert summary["event"] == "summary" and (summary["done"], summary["failed"], summary["skipped"]) == (2, 1, 0)
+    assert summary["event"] == "summary" and (summary["done"], summary["failed"], summary["skipped"], summary["retried"]) == (2, 1, 0, 0)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("nst-core: error")]
     assert len(errors) == 1 and "b.png" in errors[0] and "[2/3]" in errors[0]
-    assert "batch: 2 done, 1 failed, 0 skipped of 3" in proc.stderr
+    assert "batch: 2 done, 1 failed, 0 skipped, 0 retried of 3" in proc.stderr
 
 
 def test_a_snapshot_that_would_overwrite_an_input_is_refused_before_the_run(random_weights, small_files, tmp_path):

@@ -298,7 +298,7 @@ def test_config_checks_color_match_and_strength():
 
 
 def test_cli_options_reach_the_config():
-    from nst_cli.main import build_parser, config_from_args
+    from nst_cli.main import UsageError, build_parser, config_from_args
 
     parser = build_parser()
     args = parser.parse_args(["run", "c.png", "s.png", "-o", "o.png", "--preserve-color", "histogram-post",
@@ -310,7 +310,7 @@ def test_cli_options_reach_the_config():
     help_text = parser._subparsers._group_actions[0].choices["run"].format_help()
     for name in METHODS:
         assert name in help_text
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="--color-match: invalid choice: 'lab'"):
         parser.parse_args(["run", "c.png", "s.png", "-o", "o.png", "--color-match", "lab"])
     with pytest.raises(ConfigError, match="color_strength"):
         config_from_args(parser.parse_args(["run", "c.png", "s.png", "-o", "o.png", "--color-strength", "2"]))

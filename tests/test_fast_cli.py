@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nst_core.batch_manifest import MANIFEST_NAME as MANIFEST
 from nst_core.errors import InputError
 from nst_core.fast import load_model
 from nst_core.fast.model_file import FORMAT
@@ -165,7 +166,7 @@ def test_fast_batch_of_files_and_a_folder(model, files, tmp_path):
     proc = run_cli("run", photos, extra, "--fast-model", model, "--out-dir", out_dir, "--out-format", "jpg",
                    "--progress", "json")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["extra.jpg", "shipwreck.jpg", "tubingen.jpg"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [MANIFEST, "extra.jpg", "shipwreck.jpg", "tubingen.jpg"]
     done = [e for e in events_of(proc) if e["event"] == "done"]
     assert [(e["index"], e["count"]) for e in done] == [(1, 3), (2, 3), (3, 3)]
 
@@ -175,7 +176,7 @@ def test_optimization_batch_folder_then_styles(random_weights, files, tmp_path):
     out_dir = tmp_path / "out"
     proc = run_cli("run", photos, style, "--out-dir", out_dir, "--size", 32, "-n", 2)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["shipwreck.png", "tubingen.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [MANIFEST, "shipwreck.png", "tubingen.png"]
 
 
 def test_optimization_batch_with_style_option(random_weights, files, tmp_path):
@@ -184,7 +185,7 @@ def test_optimization_batch_with_style_option(random_weights, files, tmp_path):
     proc = run_cli("run", photos / "tubingen.png", photos / "shipwreck.png", "--style", style, "--out-dir", out_dir,
                    "--size", 32, "-n", 2, "--progress", "json")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["shipwreck.png", "tubingen.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [MANIFEST, "shipwreck.png", "tubingen.png"]
     starts = [e for e in events_of(proc) if e["event"] == "start"]
     assert [e["styles"] for e in starts] == [[str(style)]] * 2
 
