@@ -120,7 +120,7 @@ def run_dialog(home: Path, spec: dict, *, timeout: float = 900) -> dict:
     spec_path.write_text(json.dumps({**spec, "home": str(home)}))
     tmpdir = work / "plugin-tmp"
     tmpdir.mkdir(exist_ok=True)
-    inner_env = {"NST_CORE_WEIGHTS": str(weights_file()), "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "2",
+    inner_env = {"NST_CORE_WEIGHTS": str(weights_file()), "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "2", "NST_GIMP_DIALOG_TIMEOUT": "90",
                  "NST_CORE_CACHE_DIR": str(home / ".cache" / "nst-core")}
     command = ["bash", str(GIMP_ENV), "run", "env", *(f"{k}={v}" for k, v in inner_env.items()),
                "python3", str(DIALOG), str(spec_path)]
@@ -131,7 +131,8 @@ def run_dialog(home: Path, spec: dict, *, timeout: float = 900) -> dict:
     results_path = Path(spec["results"])
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     log = Path(spec["results"] + ".log")
-    results["_output"] = proc.stdout[-4000:] + (log.read_text()[-4000:] if log.is_file() else "")
+    quiet = "\n".join(line for line in proc.stdout.splitlines() if "dconf" not in line and line.strip())
+    results["_output"] = quiet[-6000:] + "\n--- GIMP:\n" + (log.read_text()[-3000:] if log.is_file() else "")
     results["_returncode"] = proc.returncode
     return results
 

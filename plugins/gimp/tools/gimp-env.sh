@@ -68,6 +68,17 @@ umount_all() {
     [ -z "$(mounts_below)" ] || die "could not unmount everything below $ROOT: $(mounts_below | tr '\n' ' ')"
 }
 
+# apt-get install $PACKAGES in the chroot (what is there already stays), logging to $1.
+install_packages() {
+    if ! unshare --mount --propagation private /bin/sh -ec '
+            mount -t proc proc "$1/proc"; mount --bind /dev "$1/dev"
+            chroot "$1" apt-get update
+            chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $2
+            chroot "$1" apt-get clean' sh "$ROOT" "$PACKAGES" >>"$1" 2>&1; then
+        die "installing $PACKAGES in the chroot failed: is the Debian registry reachable? (see $1)"
+    fi
+}
+
 build() {
     need_root
     local mirror log
@@ -96,13 +107,7 @@ build() {
         || die "debootstrap $SUITE from $mirror failed: is the Debian registry reachable? (see $log)"
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
     printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/usr/sbin/policy-rc.d"
-    if ! unshare --mount --propagation private /bin/sh -ec '
-            mount -t proc proc "$1/proc"; mount --bind /dev "$1/dev"
-            chroot "$1" apt-get update
-            chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $2
-            chroot "$1" apt-get clean' sh "$ROOT" "$PACKAGES" >>"$log" 2>&1; then
-        die "installing $PACKAGES in the chroot failed: is the Debian registry reachable? (see $log)"
-    fi
+    install_packages "$log"
     [ -x "$ROOT/usr/bin/gimp-console-3.0" ] || die "gimp-console-3.0 missing after the install (see $log)"
     write_marker
     rm -f "$BUILDING"
@@ -120,13 +125,7 @@ add_packages() {
     local log="$ROOT.build.log"
     say "adding packages to the chroot: $PACKAGES (log: $log)"
     umount_all
-    if ! unshare --mount --propagation private /bin/sh -ec '
-            mount -t proc proc "$1/proc"; mount --bind /dev "$1/dev"
-            chroot "$1" apt-get update
-            chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $2
-            chroot "$1" apt-get clean' sh "$ROOT" "$PACKAGES" >>"$log" 2>&1; then
-        die "installing $PACKAGES in the chroot failed: is the Debian registry reachable? (see $log)"
-    fi
+    install_packages "$log"
     write_marker
 }
 

@@ -42,14 +42,23 @@ def start_display():
     return server, f":{number}"
 
 
-def wait_for_new_dialog(seen, gimp, timeout=300):
+def dismiss_welcome():
+    """Hide GIMP's "Welcome to GIMP" window (shown on a first start, at a moment of its own),
+    which would otherwise take the keys meant for the dialog."""
+    for window in xdotool("search", "--onlyvisible", "--name", "^Welcome to GIMP"):
+        xdotool("windowunmap", "--sync", window)
+
+
+def wait_for_new_dialog(seen, gimp, timeout=float(os.environ.get("NST_GIMP_DIALOG_TIMEOUT", 300))):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and gimp.poll() is None:
+        dismiss_welcome()
         fresh = [window for window in xdotool("search", "--onlyvisible", "--name", TITLE) if window not in seen]
         if fresh:
             return fresh[0]
         time.sleep(0.3)
-    raise SystemExit(f"gimp_dialog.py: no Neural Style dialog appeared (GIMP exit {gimp.poll()})")
+    names = [" ".join(xdotool("getwindowname", window)) for window in xdotool("search", "--onlyvisible", "--name", ".")]
+    raise SystemExit(f"gimp_dialog.py: no Neural Style dialog appeared (GIMP exit {gimp.poll()}; windows: {names})")
 
 
 def geometry(window):
@@ -68,6 +77,7 @@ def screenshot(path, box):
 
 
 def press(window, key):
+    dismiss_welcome()
     xdotool("windowfocus", "--sync", window)
     xdotool("key", "--clearmodifiers", key)
     time.sleep(3)
