@@ -62,12 +62,28 @@ FEATURE_CHANNELS = 1280
 
 
 def same_padding(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """Zero padding as TensorFlow's ``SAME``: output side ``ceil(side / stride)``, the odd pixel after."""
-    pads = []
-    for side in (x.shape[-1], x.shape[-2]):  # F.pad takes the last dimension first
-        total = max((-(-side // stride) - 1) * stride + kernel - side, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
+    """Zero padding as TensorFlow's ``SAME``: output side ``ceil(side / stride)``, the odd pixel after.
+
+    Written into a new channels-last buffer whose border strips alone are zeroed (``F.pad``
+    fills the whole buffer first: half the predictor's time went there).
+    """
+    (top, bottom), (left, right) = (_same_pads(side, kernel, stride) for side in x.shape[-2:])
+    if not (top or bottom or left or right):
+        return x
+    height, width = x.shape[-2:]
+    buffer = torch.empty((*x.shape[:2], top + height + bottom, left + width + right), dtype=x.dtype,
+                         device=x.device, memory_format=torch.channels_last)
+    buffer[..., top:top + height, left:left + width] = x
+    for rows in (slice(0, top), slice(top + height, None)):
+        buffer[..., rows, :] = 0
+    for columns in (slice(0, left), slice(left + width, None)):
+        buffer[..., top:top + height, columns] = 0
+    return buffer
+
+
+def _same_pads(side: int, kernel: int, stride: int) -> tuple[int, int]:
+    total = max((-(-side // stride) - 1) * stride + kernel - side, 0)
+    return total // 2, total - total // 2
 
 
 class InvertedResidualBlock(nn.Module):
