@@ -266,13 +266,19 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_contains_the_embedded_weights(tmp_path, wheel):
-    """The wheel ships the .npz files, and the package unpacked from it finds them."""
+    """The wheel ships the .npz files (VGG's and the instant networks'), and the package unpacked
+    from it finds them."""
+    from nst_core.instant import weights as instant_weights
+
+    embedded = {name: W.embedded_weights_path(model) for model, name in W.EMBEDDED_FILES.items()}
+    embedded.update({instant_weights.embedded_path(net).name: instant_weights.embedded_path(net)
+                     for net in instant_weights.NETWORKS})
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        for model, name in W.EMBEDDED_FILES.items():
+        for name, path in embedded.items():
             member = f"nst_core/data/{name}"
             assert member in names, sorted(names)
-            assert archive.read(member) == W.embedded_weights_path(model).read_bytes()
+            assert archive.read(member) == path.read_bytes()
         assert any(name.endswith(".dist-info/licenses/NOTICE") for name in names), sorted(names)  # the attribution
         archive.extractall(tmp_path / "site")
     check = (
@@ -287,7 +293,7 @@ def test_wheel_contains_the_embedded_weights(tmp_path, wheel):
     assert proc.returncode == 0, proc.stderr
     where, listed, source_line = proc.stdout.splitlines()
     assert where.startswith(str(tmp_path / "site"))  # the unpacked wheel, not the checkout
-    assert listed == str(sorted(W.EMBEDDED_FILES.values()))
+    assert listed == str(sorted(embedded))
     assert source_line == "embedded VGG-16 (original VGG weights, 8-bit)"
 
 
