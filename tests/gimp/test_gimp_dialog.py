@@ -28,9 +28,9 @@ def dialog(gimp_env, tmp_path_factory):
     with Image.open(harness.photo_file()) as photo:
         photo.convert("RGB").resize((64, 48)).save(image)
     spec = {"image": str(image), "results": str(base / "results.json"), "runs": [
-        {"props": {}, "keys": ["Return", "Escape"]},  # no style: OK stays, Escape cancels
+        {"props": {}, "keys": ["alt+o", "Escape"]},  # no style: OK (Alt+O) does nothing; Escape cancels
         {"props": {"style-file": str(harness.style_file()), "iterations": 2, "size": 32, "model": "vgg16"},
-         "keys": ["Return"]},
+         "keys": ["alt+o"]},
     ]}
     results = harness.run_dialog(home, spec)
     if results["_returncode"] != 0 or len(results.get("runs", [])) != 2:
@@ -40,7 +40,7 @@ def dialog(gimp_env, tmp_path_factory):
 
 
 def test_without_a_style_ok_keeps_the_dialog_open(dialog):
-    assert dialog["runs"][0]["open_after"] == [True, False], dialog["runs"][0]  # Return: open; Escape: closed
+    assert dialog["runs"][0]["open_after"] == [True, False], dialog["runs"][0]  # OK: still open; Escape: closed
     assert dialog["gimp"][0] == {"status": "cancel", "layers": ["Background"]}, dialog["gimp"][0]
 
 

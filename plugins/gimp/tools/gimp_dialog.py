@@ -14,6 +14,8 @@ after each whether the dialog is still open. Results: {"runs": [{"open_after": [
 
 Used by tests/gimp/test_gimp_dialog.py and to make docs/images/gimp_dialog.png:
     plugins/gimp/tools/gimp-dialog-picture.sh
+Environment: NST_GIMP_DIALOG_TIMEOUT, seconds to wait for each dialog (300);
+NST_GIMP_DIALOG_SHOTS, a folder to save the whole screen into after each key (debugging).
 """
 
 import json
@@ -49,11 +51,18 @@ def dismiss_welcome():
         xdotool("windowunmap", "--sync", window)
 
 
+def dialogs():
+    """The open Neural Style dialogs, each as (window id, process id): each run is a new plug-in
+    process, whose window may get the id of the previous run's."""
+    return [(window, " ".join(xdotool("getwindowpid", window)))
+            for window in xdotool("search", "--onlyvisible", "--name", TITLE)]
+
+
 def wait_for_new_dialog(seen, gimp, timeout=float(os.environ.get("NST_GIMP_DIALOG_TIMEOUT", 300))):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and gimp.poll() is None:
         dismiss_welcome()
-        fresh = [window for window in xdotool("search", "--onlyvisible", "--name", TITLE) if window not in seen]
+        fresh = [dialog for dialog in dialogs() if dialog not in seen]
         if fresh:
             return fresh[0]
         time.sleep(0.3)
@@ -61,8 +70,8 @@ def wait_for_new_dialog(seen, gimp, timeout=float(os.environ.get("NST_GIMP_DIALO
     raise SystemExit(f"gimp_dialog.py: no Neural Style dialog appeared (GIMP exit {gimp.poll()}; windows: {names})")
 
 
-def geometry(window):
-    values = dict(line.split("=") for line in xdotool("getwindowgeometry", "--shell", window))
+def geometry(dialog):
+    values = dict(line.split("=") for line in xdotool("getwindowgeometry", "--shell", dialog[0]))
     return [int(values[key]) for key in ("X", "Y", "WIDTH", "HEIGHT")]
 
 
@@ -76,12 +85,18 @@ def screenshot(path, box):
     pixbuf.savev(path, "png", [], [])
 
 
-def press(window, key):
+def press(dialog, key):
     dismiss_welcome()
-    xdotool("windowfocus", "--sync", window)
+    xdotool("windowfocus", "--sync", dialog[0])
     xdotool("key", "--clearmodifiers", key)
     time.sleep(3)
-    return window in xdotool("search", "--onlyvisible", "--name", TITLE)
+    still_open = dialog in dialogs()
+    if os.environ.get("NST_GIMP_DIALOG_SHOTS"):  # debugging: the whole screen after each key
+        folder = os.environ["NST_GIMP_DIALOG_SHOTS"]
+        screenshot(os.path.join(folder, f"{len(os.listdir(folder)):02d}-{key}.png"), (0, 0, 1400, 1000))
+    print(f"gimp_dialog.py: {key} -> dialog {'still open' if still_open else 'closed'}; focus on "
+          f"{' '.join(xdotool('getwindowname', *xdotool('getwindowfocus')))!r}", file=sys.stderr, flush=True)
+    return still_open
 
 
 def main(spec_path):
@@ -100,18 +115,18 @@ def main(spec_path):
     try:
         seen = set()
         for run in spec["runs"]:
-            window = wait_for_new_dialog(seen, gimp)
-            seen.add(window)
+            dialog = wait_for_new_dialog(seen, gimp)
+            seen.add(dialog)
             time.sleep(2)  # drawn
-            box = geometry(window)
+            box = geometry(dialog)
             if run.get("expand_advanced"):
                 # the "Advanced" expander: the row above the settings buttons and the button bar
-                xdotool("mousemove", "--window", window, "40", str(box[3] - 125), "click", "1")
+                xdotool("mousemove", "--window", dialog[0], "40", str(box[3] - 125), "click", "1")
                 time.sleep(1.5)
-                box = geometry(window)
+                box = geometry(dialog)
             if run.get("screenshot"):
                 screenshot(run["screenshot"], box)
-            results["runs"].append({"geometry": box, "open_after": [press(window, key) for key in run.get("keys", [])]})
+            results["runs"].append({"geometry": box, "open_after": [press(dialog, key) for key in run.get("keys", [])]})
         results["gimp_returncode"] = gimp.wait(timeout=600)
     finally:
         if gimp.poll() is None:
