@@ -120,8 +120,9 @@ def run_dialog(home: Path, spec: dict, *, timeout: float = 900) -> dict:
     spec_path.write_text(json.dumps({**spec, "home": str(home)}))
     tmpdir = work / "plugin-tmp"
     tmpdir.mkdir(exist_ok=True)
-    inner_env = {"NST_CORE_WEIGHTS": str(weights_file()), "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "2", "NST_GIMP_DIALOG_TIMEOUT": "240", "NST_GIMP_DIALOG_SHOTS": os.environ.get("NST_GIMP_DIALOG_SHOTS", ""),
-                 "NST_CORE_CACHE_DIR": str(home / ".cache" / "nst-core")}
+    inner_env = {"NST_CORE_WEIGHTS": str(weights_file()), "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "2",
+                 "NST_CORE_CACHE_DIR": str(home / ".cache" / "nst-core"), "NST_GIMP_DIALOG_TIMEOUT": "240",
+                 "NST_GIMP_DIALOG_SHOTS": os.environ.get("NST_GIMP_DIALOG_SHOTS", "")}
     command = ["bash", str(GIMP_ENV), "run", "env", *(f"{k}={v}" for k, v in inner_env.items()),
                "python3", str(DIALOG), str(spec_path)]
     gimp_env = env_for_gimp_env()
