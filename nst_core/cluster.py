@@ -95,7 +95,8 @@ class DaskExecutor:
         else:
             threads = self.threads_per_worker
             try:
-                self.client = distributed.Client(self.address, timeout="20s")
+                # how long to try: Dask's connect timeout (distributed.comm.timeouts.connect, 30 s)
+                self.client = distributed.Client(self.address)
             except (OSError, TimeoutError) as error:
                 raise InputError(f"cannot reach the Dask scheduler {self.address!r}: {error}") from None
         from .cluster_worker import NstWorkerPlugin

@@ -166,19 +166,36 @@ def test_resume_after_an_interrupted_batch_on_workers(random_weights, tmp_path):
     assert sum(1 for e in _events(changed) if e["event"] == "done") == 3
 
 
-def test_batch_options_without_the_extra_or_with_bad_values_are_one_line(tmp_path, small_files):
+def _main_error(capsys, *args):
+    """The CLI's one error line and exit code for ``args``, run in this process (argument checks)."""
+    from nst_cli.main import main
+
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nst-core: error: "), lines
+    return code, lines[0]
+
+
+def test_batch_options_without_the_extra_or_with_bad_values_are_one_line(tmp_path, small_files, capsys,
+                                                                          monkeypatch):
     content, style = small_files
-    code = ("import sys; sys.modules['distributed'] = None; from nst_cli.main import main; "
-            f"sys.exit(main(['run', {str(content)!r}, {str(style)!r}, '--out-dir', {str(tmp_path / 'o')!r}, "
-            "'--workers', '2']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "pip install 'nst-core[cluster]'" in one_line_error(proc, 2)
-    assert "not both" in one_line_error(run_cli("run", content, style, "--out-dir", tmp_path / "o", "--workers", 2,
-                                                "--cluster", "tcp://127.0.0.1:1"), 2)
-    assert "--resume works with --out-dir" in one_line_error(run_cli("run", content, style, "-o", tmp_path / "o.png",
-                                                                     "--resume"), 2)
-    assert "needs --workers" in one_line_error(run_cli("run", content, style, "-o", tmp_path / "o.png",
-                                                       "--write-on-workers"), 2)
-    message = one_line_error(run_cli("run", content, style, "--out-dir", tmp_path / "o", "--cluster",
-                                     "tcp://127.0.0.1:9", timeout=120), 2)
-    assert "cannot reach the Dask scheduler" in message
+    out = ["--out-dir", tmp_path / "o"]
+    assert _main_error(capsys, "run", content, style, *out, "--workers", 2, "--cluster", "tcp://127.0.0.1:1") == (
+        2, "nst-core: error: give --workers N (a local cluster) or --cluster ADDRESS (an existing one), not both")
+    code, line = _main_error(capsys, "run", content, style, "-o", tmp_path / "o.png", "--resume")
+    assert code == 2 and "--resume works with --out-dir" in line
+    code, line = _main_error(capsys, "run", content, style, "-o", tmp_path / "o.png", "--write-on-workers")
+    assert code == 2 and "--write-on-workers needs --workers N or --cluster ADDRESS" in line
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    import dask
+
+    dask.config.refresh()
+    code, line = _main_error(capsys, "run", content, style, *out, "--cluster", "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach the Dask scheduler 'tcp://127.0.0.1:9'" in line
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if the extra were not installed
+    code, line = _main_error(capsys, "run", content, style, *out, "--workers", 2)
+    assert code == 2 and "pip install 'nst-core[cluster]'" in line
