@@ -9,7 +9,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from nst_core import Config, hookimpl
@@ -18,7 +17,7 @@ from nst_core.batch_manifest import MANIFEST_NAME
 from nst_core.image import load_image
 
 from .conftest import shared_image
-from .test_cli import NST_CORE, one_line_error, run_cli
+from .test_cli import NST_CORE, run_cli
 
 import distributed  # noqa: E402,F401 - the 'cluster' extra is part of the test install (.ci/run)
 
@@ -130,7 +129,7 @@ def test_two_jobs_in_one_worker_process_keep_their_progress_apart(random_weights
 
 
 def test_resume_after_an_interrupted_batch_on_workers(random_weights, tmp_path):
-    photos = _photos(tmp_path / "photos", sizes=(32, 40, 48))
+    _photos(tmp_path / "photos", sizes=(32, 40, 48))
     style = _style(tmp_path)
     out = tmp_path / "out"
     args = ["run", str(tmp_path / "photos"), str(style), "--out-dir", str(out), "--size", "32", "-n", "6",
