@@ -237,7 +237,7 @@ def test_doctor_after_install_and_gimp_start(home, monkeypatch, tmp_path, cli):
     pluginrc = folder.parent / "pluginrc"
     pluginrc.write_text('(plug-in-def "${gimp_dir}/plug-ins/other/other.py" 1)\n')
     assert "did not load the plug-in" in problems(gimp_install.doctor(None))[0]
-    pluginrc.write_text(f'(plug-in-def "${{gimp_dir}}/plug-ins/nst_gimp/nst_gimp.py" 1)\n')
+    pluginrc.write_text('(plug-in-def "${gimp_dir}/plug-ins/nst_gimp/nst_gimp.py" 1)\n')
     checks = gimp_install.doctor(None)
     assert problems(checks) == [], checks
     assert any(str(target) in message for _, message in checks)
