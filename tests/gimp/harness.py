@@ -138,7 +138,8 @@ def run_dialog(home: Path, spec: dict, *, timeout: float = 900) -> dict:
     return results
 
 
-def nst_core(args: list[str], home: Path, *, in_chroot: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+def nst_core(args: list[str], home: Path, *, in_chroot: bool = False,
+             timeout: float = 300) -> subprocess.CompletedProcess:
     """Run this environment's nst-core with HOME=home (no GIMP-related overrides), on the host or
     inside the GIMP chroot (where gimp-3.0 exists)."""
     env = {"HOME": str(home), "NST_CORE_WEIGHTS": str(weights_file()), "PATH": "/usr/bin:/bin"}

@@ -46,4 +46,5 @@ def test_without_a_style_ok_keeps_the_dialog_open(dialog):
 
 def test_with_a_style_ok_runs_and_adds_the_layer_named_after_its_source(dialog):
     assert dialog["runs"][1]["open_after"] == [False]
-    assert dialog["gimp"][1] == {"status": "success", "layers": ["Background (starry_night)", "Background"]}, dialog["gimp"]
+    expected = {"status": "success", "layers": ["Background (starry_night)", "Background"]}
+    assert dialog["gimp"][1] == expected, dialog["gimp"]

@@ -102,8 +102,17 @@ def press(dialog, key):
 def main(spec_path):
     spec = json.load(open(spec_path))
     server, display = start_display()
-    os.environ.update({"DISPLAY": display, "HOME": spec["home"], "XDG_CONFIG_HOME": os.path.join(spec["home"], ".config"),
-                       "NO_AT_BRIDGE": "1", "NST_GIMP_DIALOG_SPEC": spec_path + ".gimp.json"})
+    try:
+        drive(spec, spec_path, display)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def drive(spec, spec_path, display):
+    os.environ.update({"DISPLAY": display, "HOME": spec["home"], "NO_AT_BRIDGE": "1",
+                       "XDG_CONFIG_HOME": os.path.join(spec["home"], ".config"),
+                       "NST_GIMP_DIALOG_SPEC": spec_path + ".gimp.json"})
     json.dump({"image": spec["image"], "results": spec["results"] + ".gimp.json",
                "runs": [{"props": run.get("props", {})} for run in spec["runs"]]},
               open(spec_path + ".gimp.json", "w"))
@@ -131,7 +140,6 @@ def main(spec_path):
     finally:
         if gimp.poll() is None:
             gimp.kill()
-        server.terminate()
         outcomes = spec["results"] + ".gimp.json"
         results["gimp"] = json.load(open(outcomes)) if os.path.isfile(outcomes) else []
         json.dump(results, open(spec["results"], "w"), indent=1)
