@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Neural Style: a GIMP 3 plug-in that paints layers in the style of a painting with nst-core.
 
-Filters > Neural Style > Paint Like a Painting... (procedure ``python-fu-nst-neural-style``).
-Every entry of the Filters > Neural Style submenu is one procedure: its menu label is in
-``nst_gimp_bridge.MENU_LABELS`` and its settings and run function in :data:`ENTRIES` below, so
-adding an entry is one line in each plus its two functions.
+Filters > Neural Style > Paint Like a Painting... (procedure ``python-fu-nst-neural-style``:
+optimization, or a trained fast style) and Filters > Neural Style > Instant Style...
+(``python-fu-nst-instant-style``: any painting in one network pass, ``--method instant``, with a
+preview in its dialog). Every entry of the Filters > Neural Style submenu is one procedure: its
+menu label is in ``nst_gimp_bridge.MENU_LABELS`` and its settings function and method in
+:data:`ENTRIES` below, so adding an entry is one line in each plus the function that defines its
+settings.
 
 For every selected layer the plug-in writes the layer's pixels to a PNG in a private temporary
 folder (8-bit, or 16-bit for high-bit-depth images; with alpha when the layer has alpha), runs
-``nst-core run CONTENT STYLE -o RESULT --progress json`` (or, with a fast style chosen,
-``nst-core run CONTENT --fast-model MODEL -o RESULT``) in a subprocess, shows its progress in
+``nst-core run CONTENT STYLE -o RESULT --progress json`` (with ``--method instant`` for Instant
+Style; or, with a fast style chosen, ``nst-core run CONTENT --fast-model MODEL -o RESULT``) in a
+subprocess, shows its progress in
 GIMP's progress bar and loads the result as a NEW layer named "<layer> (<style>)" right above
 the original layer, at the same offsets and the same size. The original is never modified.
 
@@ -23,6 +27,12 @@ the original layer, at the same offsets and the same size. The original is never
   caught before nst-core starts: the dialog says so and keeps OK disabled.
 * Cancelling (GIMP kills the plug-in) kills nst-core too (Linux: parent-death signal); the
   temporary folder of a killed run is removed when the plug-in next runs.
+* Instant Style's preview (:class:`_Preview`): the first selected layer, at most
+  ``bridge.PREVIEW_SIZE`` px, is exported once per dialog; one ``nst-core serve`` process, started
+  when the dialog opens, paints it again ~0.3 s after each change of the painting, the strength or
+  the colours (``bridge.PreviewSession``: debounce, supersede); its events are read on a thread and
+  handed to GTK's main loop. Nothing is added to the image until OK; the server is told to quit
+  (and killed if it does not) when the dialog closes.
 
 The settings and their mapping onto nst-core's options live in ``nst_gimp_bridge.py`` (no GIMP
 needed to test it). The plug-in finds nst-core through ``nst-core-path.txt`` written next to this
@@ -33,6 +43,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 import gi
 
@@ -61,6 +72,21 @@ def _error(procedure, message):
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, error)
 
 
+def _add_style_arguments(procedure):
+    """The painting: an image file (the dialog's file chooser; GIMP itself refuses a file that
+    does not exist), or a path string for scripts (used when set and no file is chosen; ignored
+    in interactive runs, as the dialog does not show it), or an open layer."""
+    procedure.add_file_argument(
+        "style-file", "Style _image", "The painting whose style to use (PNG, JPEG, TIFF...)",
+        Gimp.FileChooserAction.OPEN, True, None, RW)
+    procedure.add_string_argument(
+        "style-path", "Style image path", "For scripts: the style image's path (when style-file is not set)",
+        "", RW)
+    procedure.add_drawable_argument(
+        "style-layer", "Or style la_yer", "An open layer to use as the style (when no style image is set)",
+        True, RW)
+
+
 def _define_paint(procedure):
     """The settings of Filters > Neural Style > Paint Like a Painting... (optimization, or a
     trained fast style)."""
@@ -73,18 +99,7 @@ def _define_paint(procedure):
         f"{bridge.STRENGTH_FORMULA}: 50 is the engine default, each 25 points is ten times "
         "more or less style.",
         procedure.get_name())
-    # The style: an image file (the dialog's file chooser; GIMP itself refuses a file that
-    # does not exist), or a path string for scripts (used when set and no file is chosen;
-    # ignored in interactive runs, as the dialog does not show it), or an open layer.
-    procedure.add_file_argument(
-        "style-file", "Style _image", "The painting whose style to use (PNG, JPEG, TIFF...)",
-        Gimp.FileChooserAction.OPEN, True, None, RW)
-    procedure.add_string_argument(
-        "style-path", "Style image path", "For scripts: the style image's path (when style-file is not set)",
-        "", RW)
-    procedure.add_drawable_argument(
-        "style-layer", "Or style la_yer", "An open layer to use as the style (when no style image is set)",
-        True, RW)
+    _add_style_arguments(procedure)
     # Or a fast style: a model trained with 'nst-core train' (found in nst-core's models folder,
     # listed when the plug-in starts), applied in one network pass instead of optimizing.
     procedure.add_choice_argument(
@@ -120,59 +135,254 @@ def _define_paint(procedure):
         "model", "Net_work", "The VGG network", _choice(bridge.MODELS), bridge.DEFAULT_MODEL, RW)
 
 
-def _show_dialog(procedure, config):
-    """The dialog; OK stays disabled, with the reason shown, until a usable style is chosen.
-    True when the user pressed OK."""
+def _define_instant(procedure):
+    """The settings of Filters > Neural Style > Instant Style... (any painting, one network pass)."""
+    procedure.set_documentation(
+        "Paint layers in the style of any painting in about a second (instant method, with a preview)",
+        "Stylizes every selected layer with nst-core's instant method (one network pass, Ghiasi et al. "
+        "2017: any painting, no training) and puts each result in a new layer above it, named after "
+        "the layer and the style; the original layers are not changed. The dialog previews the first "
+        "selected layer. Style strength: 0 paints the layer in its own style, 100 in the painting's "
+        "(--style-strength s/100).",
+        procedure.get_name())
+    _add_style_arguments(procedure)
+    procedure.add_double_argument(
+        "strength", "Style stre_ngth", "0-100 %: 0 = the layer's own style, 100 = the painting's",
+        0.0, 100.0, bridge.INSTANT_DEFAULT_STRENGTH, RW)
+    procedure.add_choice_argument(
+        "preserve-color", "Colo_urs", "Keep the layer's colours instead of the style's",
+        _choice(bridge.COLOR_MODES), bridge.DEFAULT_COLOR, RW)
+
+
+def _new_dialog(procedure, config, title):
+    """A procedure dialog with a "style-problem" label and the function that keeps OK disabled,
+    with the reason shown, while no usable style is chosen (it returns the problem or None)."""
     gi.require_version("GimpUi", "3.0")
     gi.require_version("Gtk", "3.0")
     from gi.repository import GimpUi, Gtk
 
     GimpUi.init("nst_gimp")
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
     dialog.get_spin_scale("strength", 1.0)
     problem_label = dialog.get_label("style-problem", "", False, False)
-    dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
-    dialog.get_label("advanced-label", "Advanced", False, False)
-    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
-    dialog.fill(["style-file", "style-layer", "fast-style", "style-problem", "strength", "preserve-color",
-                 "quality", "size", "seed", "advanced"])
+    method = ENTRIES[procedure.get_name()][1]
 
     def refresh(*_):
-        problem = _style_problem(config, Gimp.RunMode.INTERACTIVE)
+        problem = _style_problem(config, Gimp.RunMode.INTERACTIVE, method)
         problem_label.set_text(f"To start: {problem}" if problem else "")
         problem_label.set_visible(bool(problem))
         dialog.set_response_sensitive(Gtk.ResponseType.OK, problem is None)
         return problem
 
+    return dialog, refresh
+
+
+def _run_dialog(dialog, refresh):
+    """Run the dialog until Cancel, or OK with a usable style (the file may have gone since it
+    was chosen); True for OK."""
+    refresh()
+    while dialog.run():
+        if refresh() is None:
+            return True
+    return False
+
+
+def _show_dialog(procedure, config, image, drawables):
+    """Paint Like a Painting's dialog. True when the user pressed OK."""
+    dialog, refresh = _new_dialog(procedure, config, "Neural Style")
+    dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
+    dialog.get_label("advanced-label", "Advanced", False, False)
+    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+    dialog.fill(["style-file", "style-layer", "fast-style", "style-problem", "strength", "preserve-color",
+                 "quality", "size", "seed", "advanced"])
     for name in ("style-file", "style-layer", "fast-style"):
         config.connect(f"notify::{name}", refresh)
-    refresh()
-    accepted = False
-    while dialog.run():
-        if refresh() is None:  # the file may have gone since it was chosen
-            accepted = True
-            break
-    dialog.destroy()
-    return accepted
+    try:
+        return _run_dialog(dialog, refresh)
+    finally:
+        dialog.destroy()
 
 
-def _options(config, run_mode):
-    values = {}
-    for name in ("strength", "preserve-color", "quality", "size", "seed", "iterations", "tv-weight", "model"):
-        values[name] = config.get_property(name)
+def _show_instant_dialog(procedure, config, image, drawables):
+    """Instant Style's dialog: the settings on the right, the preview of the first selected
+    layer on the left. True when the user pressed OK."""
+    dialog, refresh = _new_dialog(procedure, config, "Instant Style")
+    from gi.repository import Gtk
+    settings = dialog.fill_box("instant-settings", ["style-file", "style-layer", "style-problem", "strength",
+                                                    "preserve-color"])
+    settings.set_size_request(360, -1)
+    main = dialog.fill_box("instant-main", ["instant-settings"])
+    main.set_orientation(Gtk.Orientation.HORIZONTAL)
+    main.set_spacing(12)
+    layers = [layer for layer in map(_layer_of, drawables or []) if layer is not None]
+    preview = _Preview(image, layers[0] if layers else None)
+    main.pack_start(preview.widget, False, False, 0)
+    main.reorder_child(preview.widget, 0)
+    dialog.fill(["instant-main"])
+
+    def changed(*_):
+        problem = refresh()
+        preview.change(config, problem)
+
+    for name in ("style-file", "style-layer", "strength", "preserve-color"):
+        config.connect(f"notify::{name}", changed)
+    preview.change(config, refresh())
+    try:
+        return _run_dialog(dialog, refresh)
+    finally:
+        preview.close()
+        dialog.destroy()
+
+
+class _Preview:
+    """Instant Style's preview area: the GTK side of ``bridge.PreviewSession``.
+
+    Opening it exports the layer (at most ``bridge.PREVIEW_SIZE`` px) once, shows it, and starts
+    one ``nst-core serve`` in the background ("starting nst-core..." until it is ready). Each
+    :meth:`change` exports a style layer if one is chosen (once per layer) and hands the settings
+    to the session; a 50 ms GLib timer sends the request when due; the server's events come on
+    its reader thread and are handed to the main loop with ``GLib.idle_add``. A result is
+    loaded into a GdkPixbuf; an error is shown as its one line, and the dialog stays usable.
+    """
+
+    def __init__(self, image, layer):
+        gi.require_version("GdkPixbuf", "2.0")
+        from gi.repository import GdkPixbuf, Gtk
+
+        self.GdkPixbuf = GdkPixbuf
+        self.image = image
+        self.closed = False
+        self.opened = time.monotonic()
+        self.server = None
+        self.style_exports = {}
+        self.workdir = tempfile.mkdtemp(prefix=bridge.temp_prefix())
+        self.session = bridge.PreviewSession(self._send, self.workdir)
+        self.picture = Gtk.Image()
+        self.picture.set_size_request(bridge.PREVIEW_SIZE, bridge.PREVIEW_SIZE)
+        self.status = Gtk.Label(label="")
+        self.status.set_line_wrap(True)
+        self.status.set_max_width_chars(48)
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
+        box.set_border_width(6)
+        box.pack_start(self.picture, False, False, 0)
+        box.pack_start(self.status, False, False, 0)
+        self.widget = Gtk.Frame(label="Preview")
+        self.widget.add(box)
+        self.widget.show_all()
+        self.timer = GLib.timeout_add(50, self._tick)
+        self.content = None
+        if layer is None:
+            self._fail("select a layer to see the preview")
+            return
+        self.content = os.path.join(self.workdir, "layer.png")
+        _export(layer, self.content, 8, limit=bridge.PREVIEW_SIZE)
+        self._show_picture(self.content)
+        try:
+            self.server = bridge.ServeProcess(bridge.find_cli(HERE), on_event=self._from_reader,
+                                              stderr_path=os.path.join(self.workdir, "serve-stderr.txt"))
+            self.server.start()
+        except bridge.CliError as error:
+            self._fail(str(error))
+            return
+        self.status.set_text("Starting nst-core...")
+        bridge.log(f"preview: nst-core serve started (pid {self.server.pid})")
+
+    def _fail(self, message):
+        self.session.failed = message
+        self.status.set_text(message)
+        bridge.log(f"preview: error: {message}")
+
+    def _send(self, message):
+        return self.server is not None and self.server.send(message)
+
+    def _show_picture(self, path):
+        self.picture.set_from_pixbuf(self.GdkPixbuf.Pixbuf.new_from_file(path))
+
+    def change(self, config, problem):
+        """The settings changed (``problem``: why no run can start, or None)."""
+        if self.closed or self.content is None:
+            return
+        style = None
+        options = _options(config, Gimp.RunMode.INTERACTIVE, "instant")
+        if problem is None:
+            style = options.style or self._style_layer_file(config.get_property("style-layer"))
+        self.session.change(self.content, style, options)
+        if not self.session.failed:
+            self.status.set_text(problem or ("Painting..." if self.session.ready else "Starting nst-core..."))
+
+    def _style_layer_file(self, layer):
+        key = layer.get_id()
+        if key not in self.style_exports:
+            path = os.path.join(self.workdir, f"style-{len(self.style_exports)}.png")
+            _export(layer, path, 8, limit=bridge.PREVIEW_STYLE_SIZE)
+            self.style_exports[key] = path
+        return self.style_exports[key]
+
+    def _tick(self):
+        if self.closed:
+            return False
+        if self.session.tick() is not None:
+            self.status.set_text("Painting...")
+        return True
+
+    def _from_reader(self, event):  # on the server's reader thread
+        GLib.idle_add(self._on_event, event)
+
+    def _on_event(self, event):
+        if self.closed:
+            return False
+        if event.get("event") == "ready":
+            bridge.log(f"preview: nst-core serve ready {time.monotonic() - self.opened:.2f} s after the dialog opened")
+        update = self.session.handle(event)
+        if update is None:
+            return False
+        if update.kind == "drawn":
+            self._show_picture(update.path)
+            pixbuf = self.picture.get_pixbuf()
+            self.status.set_text(f"{pixbuf.get_width()} × {pixbuf.get_height()} px, painted in "
+                                 f"{update.since_change:.1f} s")
+            bridge.log(f"preview: request {update.request} drawn {update.since_change:.2f} s after the change "
+                       f"(nst-core {update.request_seconds:.2f} s); image layers: {len(self.image.get_layers())}")
+        elif update.kind == "error":
+            self.status.set_text(update.text)
+            bridge.log(f"preview: error: {update.text}")
+        else:
+            self.status.set_text(update.text)
+        return False
+
+    def close(self):
+        """Stop the server (quit, then SIGKILL) and remove the preview's files."""
+        self.closed = True
+        GLib.source_remove(self.timer)
+        if self.server is not None:
+            code = self.server.close(ready=self.session.ready)
+            bridge.log(f"preview: nst-core serve (pid {self.server.pid}) stopped, exit code {code}")
+        bridge.cleanup_dir(self.workdir)
+
+
+#: The settings read from a procedure's config (each entry has some of them).
+_OPTION_NAMES = ("strength", "preserve-color", "quality", "size", "seed", "iterations", "tv-weight", "model")
+
+
+def _options(config, run_mode, method):
+    names = {spec.name for spec in config.list_properties()}
+    values = {name: config.get_property(name) for name in _OPTION_NAMES if name in names}
     style_file = config.get_property("style-file")
     style_path = config.get_property("style-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
     values["style"] = (style_file.get_path() if style_file is not None else "") or style_path or ""
-    fast_style = config.get_property("fast-style")
-    fast_path = config.get_property("fast-model-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
-    values["fast_model"] = fast_style if fast_style and fast_style != bridge.NO_FAST_MODEL else (fast_path or "")
+    if "fast-style" in names:
+        fast_style = config.get_property("fast-style")
+        fast_path = config.get_property("fast-model-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
+        values["fast_model"] = fast_style if fast_style and fast_style != bridge.NO_FAST_MODEL else (fast_path or "")
+    values["method"] = method
     return bridge.Options.from_mapping(values)
 
 
-def _style_problem(config, run_mode):
-    options = _options(config, run_mode)
+def _style_problem(config, run_mode, method):
+    options = _options(config, run_mode, method)
     return bridge.style_problem(options.style, style_layer=config.get_property("style-layer") is not None,
-                                fast_model=options.fast_model)
+                                fast_model=options.fast_model,
+                                missing=bridge.NO_PAINTING if method == "instant" else bridge.NO_STYLE)
 
 
 def _layer_of(drawable):
@@ -183,14 +393,17 @@ def _layer_of(drawable):
     return None
 
 
-def _export(drawable, path, bit_depth):
-    """Write the drawable's pixels (perceptual sRGB) to a PNG; return (width, height)."""
-    width, height = drawable.get_width(), drawable.get_height()
+def _export(drawable, path, bit_depth, limit=0):
+    """Write the drawable's pixels (perceptual sRGB) to a PNG, at most ``limit`` px on the long
+    side when ``limit`` is set (GEGL scales them); return (width, height)."""
+    scale, width, height = 1.0, drawable.get_width(), drawable.get_height()
+    if limit:
+        scale, width, height = bridge.preview_size(width, height, limit)
     alpha = drawable.has_alpha()
     channels = 4 if alpha else 3
     babl_format = ("R'G'B'A" if alpha else "R'G'B'") + (" u8" if bit_depth == 8 else " u16")
     rect = Gegl.Rectangle.new(0, 0, width, height)
-    pixels = drawable.get_buffer().get(rect, 1.0, babl_format, Gegl.AbyssPolicy.CLAMP)
+    pixels = drawable.get_buffer().get(rect, scale, babl_format, Gegl.AbyssPolicy.CLAMP)
     bridge.write_png(path, bytes(pixels), width, height, channels, bit_depth)
     return width, height
 
@@ -199,9 +412,12 @@ def _selection_active(image):
     return not Gimp.Selection.is_empty(image)
 
 
-def _run_paint(procedure, run_mode, image, drawables, config, data):
+def _run(procedure, run_mode, image, drawables, config, data):
+    """Every entry's run function: the dialog (interactive), then one new layer per selected layer."""
+    method = ENTRIES[procedure.get_name()][1]
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        if not _show_dialog(procedure, config):
+        show = _show_instant_dialog if method == "instant" else _show_dialog
+        if not show(procedure, config, image, drawables):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
 
     layers = []
@@ -214,9 +430,9 @@ def _run_paint(procedure, run_mode, image, drawables, config, data):
     if not layers:
         return _error(procedure, "no layer selected")
 
-    options = _options(config, run_mode)
+    options = _options(config, run_mode, method)
     style_layer = config.get_property("style-layer")
-    problem = _style_problem(config, run_mode)
+    problem = _style_problem(config, run_mode, method)
     if problem:
         return _error(procedure, problem)
     try:
@@ -254,6 +470,7 @@ def _run_paint(procedure, run_mode, image, drawables, config, data):
             output = os.path.join(workdir, f"result-{index}.png")
             width, height = _export(layer, content, bit_depth)
             command = bridge.build_command(cli, content, style_path, output, options, width, height)
+            bridge.log(f"run: {bridge.command_text(command)}")
             label = "Neural Style" if count == 1 else f"Neural Style ({index + 1}/{count})"
 
             def on_update(fraction, text, index=index):
@@ -306,10 +523,12 @@ def _add_result_layer(image, layer, path, style_name, selection):
     return new
 
 
-#: The entries of Filters > Neural Style: procedure name -> (define its settings, run it). Their
-#: menu labels are in nst_gimp_bridge.MENU_LABELS.
+#: The entries of Filters > Neural Style: procedure name -> (define its settings, its method in
+#: bridge.METHODS: which dialog and command line :func:`_run` uses). Their menu labels are in
+#: nst_gimp_bridge.MENU_LABELS.
 ENTRIES = {
-    "python-fu-nst-neural-style": (_define_paint, _run_paint),
+    "python-fu-nst-neural-style": (_define_paint, "optimize"),
+    "python-fu-nst-instant-style": (_define_instant, "instant"),
 }
 
 
@@ -321,8 +540,8 @@ class NeuralStyle(Gimp.PlugIn):
         return False
 
     def do_create_procedure(self, name):
-        define, run = ENTRIES[name]
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        define, _ = ENTRIES[name]
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, _run, None)
         procedure.set_image_types("RGB*, GRAY*")
         procedure.set_sensitivity_mask(
             Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)

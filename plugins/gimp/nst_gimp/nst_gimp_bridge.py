@@ -8,6 +8,9 @@ neither), so it is unit-tested without GIMP (``tests/gimp/test_bridge.py``):
   option is one line (:data:`QUALITY_PRESETS`, :data:`COLOR_MODES`, :data:`MODELS`, :data:`FLAGS`);
 * the fast-style models found in nst-core's models folder (:func:`list_fast_models`), offered
   as an alternative to a style image (``nst-core run --fast-model``);
+* the instant method (``nst-core run --method instant``, :data:`INSTANT_FLAGS`) and its dialog's
+  preview: one ``nst-core serve`` process per dialog (:class:`ServeProcess`) and the preview's
+  debounce and supersede logic (:class:`PreviewSession`);
 * the style-strength slider's mapping onto ``--style-weight`` (:func:`style_weight_for_strength`);
 * parsing ``--progress json`` lines into a progress fraction and a status text
   (:class:`ProgressTracker`);
@@ -53,6 +56,7 @@ MENU_PATH = "<Image>/Filters/Neural Style"
 #: settings and run function (a test checks that the two tables name the same procedures).
 MENU_LABELS: dict[str, str] = {
     "python-fu-nst-neural-style": "Paint Like a Painting...",
+    "python-fu-nst-instant-style": "Instant Style...",
 }
 
 
@@ -109,6 +113,19 @@ STRENGTH_POINTS_PER_DECADE = 25.0
 STRENGTH_FORMULA = f"{DEFAULT_STYLE_WEIGHT:g} * 10^((s - 50) / {STRENGTH_POINTS_PER_DECADE:g})"
 #: Smallest processing size the engine accepts.
 MIN_SIZE = 16
+
+
+#: How the layers are painted: "optimize" (``nst-core run``'s default: Gatys et al.) or "instant"
+#: (``--method instant``: any painting in one network pass, Ghiasi et al. 2017).
+METHODS = ("optimize", "instant")
+#: The Instant Style entry's strength slider default: the painting's full style.
+INSTANT_DEFAULT_STRENGTH = 100.0
+
+
+def instant_strength(strength: float) -> float:
+    """The Instant Style slider (0-100 %) as ``--style-strength`` (0-1): 0 paints the layer in its
+    own style, 100 in the painting's; in between the two style vectors are mixed linearly."""
+    return min(100.0, max(0.0, float(strength))) / 100.0
 
 
 def style_weight_for_strength(strength: float) -> float:
@@ -201,6 +218,8 @@ class Options:
     #: A fast-style model (a .nst path, or a name in nst-core's models folder); empty or "none":
     #: optimize with the style image instead.
     fast_model: str = ""
+    #: "optimize" or "instant" (see METHODS); a fast model wins over both.
+    method: str = "optimize"
     extra: list[str] = field(default_factory=list)  # more CLI arguments, appended verbatim
 
     @property
@@ -224,6 +243,8 @@ class Options:
             value = getattr(self, name)
             if value not in table:
                 raise ValueError(f"unknown {name.replace('_', ' ')} {value!r}; choose one of {', '.join(table)}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not 0 <= float(self.strength) <= 100:
             raise ValueError(f"style strength must be between 0 and 100, got {self.strength}")
         if int(self.size) < 0 or 0 < int(self.size) < MIN_SIZE:
@@ -271,6 +292,16 @@ FAST_FLAGS: list[tuple[str, Callable[[Options, int, int], "str | None"]]] = [
 ]
 
 
+#: The flags of an instant run: the slider as --style-strength (linear, 0-1), the colours, and the
+#: layer's own size unless a size is set (one network pass; large layers go in tiles).
+INSTANT_FLAGS: list[tuple[str, Callable[[Options, int, int], "str | None"]]] = [
+    ("--method", lambda o, w, h: "instant"),
+    ("--style-strength", lambda o, w, h: f"{instant_strength(o.strength):.6g}"),
+    ("--size", lambda o, w, h: str(int(o.size))),
+    ("--preserve-color", lambda o, w, h: o.preserve_color),
+]
+
+
 def resolve_fast_model(name: str, folder: str | os.PathLike[str] | None = None) -> str:
     """The path to pass as ``--fast-model``: a choice name's file, else ``name`` as it is."""
     return list_fast_models(folder).get(name, name)
@@ -290,24 +321,35 @@ def build_command(
     With :attr:`Options.fast_model` set, ``style`` is not used: ``nst-core run CONTENT
     --fast-model MODEL -o OUT``.
     """
-    options.validate()
     command = [cli] if isinstance(cli, str) else list(cli)
+    return [*command, "run", *run_arguments(content, style, output, options, width, height), "--progress", "json",
+            *(str(arg) for arg in options.extra)]
+
+
+def run_arguments(
+    content: str | os.PathLike[str],
+    style: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str],
+    options: Options,
+    width: int,
+    height: int,
+) -> list[str]:
+    """The arguments of ``nst-core run`` for these settings (the plug-in's command line, and the
+    preview's ``nst-core serve`` requests): ``CONTENT STYLE -o OUT --flag value ...``."""
+    options.validate()
     if options.uses_fast_model:
-        command += ["run", os.fspath(content), "--fast-model", resolve_fast_model(options.fast_model),
-                    "-o", os.fspath(output)]
+        args = [os.fspath(content), "--fast-model", resolve_fast_model(options.fast_model), "-o", os.fspath(output)]
         flags = FAST_FLAGS
     else:
         if not style:
             raise ValueError("choose a style image (or a style layer, or a fast style)")
-        command += ["run", os.fspath(content), os.fspath(style), "-o", os.fspath(output)]
-        flags = FLAGS
+        args = [os.fspath(content), os.fspath(style), "-o", os.fspath(output)]
+        flags = INSTANT_FLAGS if options.method == "instant" else FLAGS
     for flag, value_of in flags:
         value = value_of(options, int(width), int(height))
         if value is not None:
-            command += [flag, value]
-    command += ["--progress", "json"]
-    command += [str(arg) for arg in options.extra]
-    return command
+            args += [flag, value]
+    return args
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,6 +612,278 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# The Instant Style dialog's preview: one `nst-core serve` per dialog
+
+#: Long side of the preview, in pixels (the layer is exported this small once per dialog).
+PREVIEW_SIZE = 384
+#: Long side of a style layer exported for the preview (the painting's central square is read
+#: at 256x256 by nst-core, so this is plenty).
+PREVIEW_STYLE_SIZE = 1024
+#: Seconds without a change before the preview is redrawn (a dragged slider sends one request).
+PREVIEW_DELAY = 0.3
+#: Environment variable naming a file the plug-in appends its log lines to (tests read it).
+LOG_ENV = "NST_GIMP_LOG"
+
+
+def log(message: str, *, environ: Mapping[str, str] | None = None) -> None:
+    """Append one line to ``$NST_GIMP_LOG`` when it is set (never raises)."""
+    path = (os.environ if environ is None else environ).get(LOG_ENV, "").strip()
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{time.strftime('%H:%M:%S')} nst-gimp[{os.getpid()}]: {one_line(message)}\n")
+    except OSError:
+        pass
+
+
+def preview_size(width: int, height: int, limit: int = PREVIEW_SIZE) -> tuple[float, int, int]:
+    """``(scale, width, height)`` of a layer shown at most ``limit`` px on its long side (never
+    enlarged): what the plug-in asks GEGL for (``buffer.get(rect, scale, ...)``)."""
+    width, height = max(1, int(width)), max(1, int(height))
+    scale = min(1.0, limit / max(width, height))
+    return scale, max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class ServeProcess:
+    """One ``nst-core serve`` process: requests in on its stdin, events out (JSON lines).
+
+    ``on_event(event)`` is called on a reader thread for every event line (the plug-in hands it
+    to GTK's main loop with ``GLib.idle_add``) and, when the process has ended, once with
+    ``{"event": "exited", "exit_code": N, "message": LINE}`` (LINE: nst-core's error, else "").
+    :meth:`start` returns at once: the ``ready`` event comes when torch is loaded (seconds).
+    The process dies with the plug-in (Linux: parent-death signal), and :meth:`close` makes
+    sure it is gone.
+    """
+
+    def __init__(self, cli: Sequence[str] | str, *, on_event: Callable[[dict[str, Any]], None],
+                 env: Mapping[str, str] | None = None, stderr_path: str | os.PathLike[str] | None = None) -> None:
+        self.command = [cli, "serve"] if isinstance(cli, str) else [*cli, "serve"]
+        self.on_event = on_event
+        self.env = env
+        self.stderr_path = stderr_path
+        self.process: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self._reader: threading.Thread | None = None
+        self._write_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> None:
+        """Start the process (raises :class:`CliError` when it cannot be started)."""
+        kwargs: dict[str, Any] = {}
+        preexec = _parent_death_kill()
+        if preexec is not None:
+            kwargs["preexec_fn"] = preexec
+        elif os.name == "nt":
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        stderr = open(self.stderr_path, "w+b") if self.stderr_path else tempfile.TemporaryFile("w+b")
+        try:
+            self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=stderr, env=child_env(self.env), **kwargs)
+        except OSError as error:
+            stderr.close()
+            raise CliError(f"cannot start {self.command[0]}: {error.strerror or error}") from None
+        self._reader = threading.Thread(target=self._read, args=(stderr,), name="nst-core-serve", daemon=True)
+        self._reader.start()
+
+    def _read(self, stderr: Any) -> None:
+        process = self.process
+        assert process is not None and process.stdout is not None
+        for raw in iter(process.stdout.readline, b""):
+            event = parse_event(raw)
+            if event is not None:
+                self.on_event(event)
+        code = process.wait()
+        message = ""
+        if code != 0:
+            stderr.seek(0)
+            message = error_from_stderr(stderr.read().decode("utf-8", "replace")) or ""
+        stderr.close()
+        self.exit_code = code
+        self.on_event({"event": "exited", "exit_code": code, "message": message})
+
+    def send(self, message: Mapping[str, Any]) -> bool:
+        """Write one request line; False when the process is gone (its stdin closed)."""
+        process = self.process
+        if process is None or process.stdin is None or process.poll() is not None:
+            return False
+        try:
+            with self._write_lock:
+                process.stdin.write((json.dumps(dict(message)) + "\n").encode("utf-8"))
+                process.stdin.flush()
+        except (OSError, ValueError):  # a broken pipe, or stdin already closed
+            return False
+        return True
+
+    def close(self, timeout: float = 3.0, *, ready: bool = True) -> int | None:
+        """Stop the process and wait for it: ``{"quit": true}`` and the end of its stdin, then
+        SIGKILL after ``timeout`` seconds (at once when it is not ``ready``: it is still loading
+        torch and has nothing to finish). Returns its exit code (None if it never started)."""
+        process = self.process
+        if process is None:
+            return None
+        if ready and self.send({"quit": True}):
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if process.poll() is None:
+            process.kill()
+        code = process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        for stream in (process.stdin, process.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self.exit_code = code
+        return code
+
+
+@dataclass
+class PreviewUpdate:
+    """What the preview area shows next: ``kind`` "status" (``text`` under the picture), "drawn"
+    (the picture ``path``; ``since_change`` seconds after the change that asked for it, of which
+    ``request_seconds`` in nst-core) or "error" (``text``, one line)."""
+
+    kind: str
+    text: str = ""
+    path: str = ""
+    request: int = 0
+    since_change: float = 0.0
+    request_seconds: float = 0.0
+
+
+@dataclass
+class _Request:
+    generation: int
+    changed_at: float
+    sent_at: float
+    output: str
+    error: str = ""
+
+
+class PreviewSession:
+    """The preview's logic, without GTK (the plug-in calls it from GTK's main loop).
+
+    * :meth:`change` (the painting, strength or colours changed) records the settings; a
+      change equal to the last one is ignored, and one made while a request runs supersedes it
+      (``{"cancel": id}`` is sent and its result is dropped).
+    * :meth:`tick` (called every few tens of ms) sends the latest settings as one request
+      ``{"id": N, "run": [ARGS of nst-core run]}`` once the server is ready, no request is
+      running and no change came for :data:`PREVIEW_DELAY` seconds (the debounce).
+    * :meth:`handle` takes the server's events and returns the :class:`PreviewUpdate` to show,
+      or None. Each request writes ``preview-N.png`` in ``workdir``; the one shown last is kept,
+      the others are removed.
+    """
+
+    def __init__(self, send: Callable[[Mapping[str, Any]], bool], workdir: str | os.PathLike[str], *,
+                 delay: float = PREVIEW_DELAY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.send = send
+        self.workdir = os.fspath(workdir)
+        self.delay = delay
+        self.clock = clock
+        self.ready = False
+        self.failed: str | None = None
+        self.generation = 0
+        self.wanted: list[str] | None = None  # the run arguments of the latest change (output left out)
+        self.pending: tuple[str, str, Options, float] | None = None  # content, style, options, changed at
+        self.running: int | None = None
+        self.requests: dict[int, _Request] = {}
+        self.next_id = 1
+        self.shown: str | None = None
+        self.drawn = 0
+
+    def change(self, content: str | None, style: str | None, options: Options | None) -> None:
+        """New settings (``style`` None: nothing to preview). Raises ValueError for settings the
+        CLI would refuse (the dialog's own check comes first)."""
+        if content and style and options is not None:
+            key = run_arguments(content, style, "-", options, 0, 0)
+        else:
+            key = None
+        if key == self.wanted:
+            return
+        self.wanted = key
+        self.generation += 1
+        self.pending = (content, style, options, self.clock()) if key is not None else None
+        if self.running is not None:
+            self.send({"cancel": self.running})
+
+    def tick(self) -> int | None:
+        """Send the pending request when it is due; returns its id, or None."""
+        if (self.pending is None or not self.ready or self.failed or self.running is not None
+                or self.clock() - self.pending[3] < self.delay):
+            return None
+        content, style, options, changed_at = self.pending
+        request_id = self.next_id
+        self.next_id += 1
+        output = os.path.join(self.workdir, f"preview-{request_id}.png")
+        args = run_arguments(content, style, output, options, 0, 0)
+        if not self.send({"id": request_id, "run": args}):
+            self.failed = "nst-core serve is not running"
+            return None
+        self.pending = None
+        self.running = request_id
+        self.requests[request_id] = _Request(self.generation, changed_at, self.clock(), output)
+        return request_id
+
+    def handle(self, event: Mapping[str, Any]) -> PreviewUpdate | None:
+        kind = event.get("event")
+        if kind == "ready":
+            self.ready = True
+            return PreviewUpdate("status", "Painting...") if self.pending is not None else None
+        if kind == "exited":
+            self.ready = False
+            self.running = None
+            code = event.get("exit_code")
+            self.failed = one_line(str(event.get("message") or "")) or f"nst-core serve stopped (exit code {code})"
+            return PreviewUpdate("error", self.failed)
+        request = self.requests.get(event.get("id"))  # type: ignore[arg-type]
+        if kind == "error" and request is None:
+            return PreviewUpdate("error", one_line(str(event.get("message") or "nst-core: unknown error")))
+        if request is None:
+            return None
+        if kind == "error":
+            request.error = one_line(str(event.get("message") or ""))
+        if kind != "finished":
+            return None
+        request_id = int(event["id"])
+        del self.requests[request_id]
+        if self.running == request_id:
+            self.running = None
+        if request.generation != self.generation:  # superseded: the settings changed since
+            _remove(request.output)
+            return None
+        now = self.clock()
+        if event.get("exit_code") == 0 and os.path.isfile(request.output):
+            if self.shown:
+                _remove(self.shown)
+            self.shown = request.output
+            self.drawn += 1
+            return PreviewUpdate("drawn", path=request.output, request=request_id,
+                                 since_change=now - request.changed_at, request_seconds=now - request.sent_at)
+        _remove(request.output)
+        return PreviewUpdate("error", request.error or f"nst-core failed (exit code {event.get('exit_code')})",
+                             request=request_id)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
 # PNG writing (the layer's pixels -> the CLI's input)
 
 
@@ -662,18 +976,22 @@ def result_layer_name(layer_name: str, style_name: str) -> str:
 
 
 NO_STYLE = "choose a style image, a style layer or a fast style"
+#: The same for Instant Style (no fast styles there).
+NO_PAINTING = "choose a style image or a style layer"
 
 
-def style_problem(style_path: str, *, style_layer: bool = False, fast_model: str = "") -> str | None:
+def style_problem(style_path: str, *, style_layer: bool = False, fast_model: str = "",
+                  missing: str = NO_STYLE) -> str | None:
     """Why a run cannot start with this style, in one line (the dialog shows it and keeps OK
-    disabled); None when it can. A fast model wins over a style image, which wins over a layer."""
+    disabled); None when it can. A fast model wins over a style image, which wins over a layer.
+    ``missing`` is the line for no style at all."""
     if fast_model and fast_model != NO_FAST_MODEL:
         return None
     if style_path:
         if not os.path.isfile(style_path):
             return f"the style image {style_path} does not exist"
         return None
-    return None if style_layer else NO_STYLE
+    return None if style_layer else missing
 
 
 TEMP_PREFIX = "nst-gimp-"

@@ -5,12 +5,16 @@ gimp-env.sh, with its python3 (which has GIMP's GObject bindings, used here for 
     gimp-env.sh run python3 plugins/gimp/tools/gimp_dialog.py SPEC.json
 
 SPEC.json: {"home": HOME with the plug-in installed, "image": PATH, "results": PATH,
-            "runs": [{"props": {...}, "expand_advanced": bool, "screenshot": PNG PATH,
-                      "keys": ["Return", "Escape", ...]}]}
+            "runs": [{"procedure": NAME, "props": {...}, "expand_advanced": bool,
+                      "screenshot": PNG PATH, "keys": ["Return", {"wait_for": TEXT, "count": N},
+                                                       {"screenshot": PNG PATH}, "Escape", ...]}]}
 For each run GIMP opens the dialog (gimp_dialog_batch.py); this script waits for it, optionally
-expands "Advanced" and saves a picture of the dialog, then presses the keys one by one, noting
-after each whether the dialog is still open. Results: {"runs": [{"open_after": [bool per key],
-"geometry": [x, y, w, h]}], "gimp": [outcome per run from GIMP], "gimp_returncode": N}.
+expands "Advanced" and saves a picture of the dialog, then goes through the keys one by one: a
+key is pressed, noting after it whether the dialog is still open; {"wait_for"} waits until the
+plug-in's log ($NST_GIMP_LOG, RESULTS.plugin.log) has N lines holding TEXT (e.g. "drawn", the
+preview); {"screenshot"} saves a picture of the dialog. Results: {"runs": [{"open_after": [bool
+per key], "waits": [seconds per wait], "geometry": [x, y, w, h]}], "gimp": [outcome per run from
+GIMP], "gimp_returncode": N, "plugin_log": [its lines]}.
 
 Used by tests/gimp/test_gimp_dialog.py and to make docs/images/gimp_dialog.png:
     plugins/gimp/tools/gimp-dialog-picture.sh
@@ -25,7 +29,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TITLE = "^Neural Style$"
+TITLE = "^(Neural Style|Instant Style)$"
 
 
 def xdotool(*args, timeout=30):
@@ -99,6 +103,18 @@ def press(dialog, key):
     return still_open
 
 
+def wait_for(log_path, text, count, gimp, timeout=float(os.environ.get("NST_GIMP_DIALOG_TIMEOUT", 300))):
+    """Seconds until the plug-in's log holds ``count`` lines with ``text``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout and gimp.poll() is None:
+        lines = open(log_path).read().splitlines() if os.path.isfile(log_path) else []
+        if sum(text in line for line in lines) >= count:
+            return round(time.monotonic() - started, 2)
+        time.sleep(0.1)
+    raise SystemExit(f"gimp_dialog.py: the plug-in's log has no {count} lines with {text!r} after "
+                     f"{time.monotonic() - started:.0f} s (GIMP exit {gimp.poll()})")
+
+
 def main(spec_path):
     spec = json.load(open(spec_path))
     server, display = start_display()
@@ -110,11 +126,12 @@ def main(spec_path):
 
 
 def drive(spec, spec_path, display):
+    log_path = spec["results"] + ".plugin.log"
     os.environ.update({"DISPLAY": display, "HOME": spec["home"], "NO_AT_BRIDGE": "1",
                        "XDG_CONFIG_HOME": os.path.join(spec["home"], ".config"),
-                       "NST_GIMP_DIALOG_SPEC": spec_path + ".gimp.json"})
+                       "NST_GIMP_DIALOG_SPEC": spec_path + ".gimp.json", "NST_GIMP_LOG": log_path})
     json.dump({"image": spec["image"], "results": spec["results"] + ".gimp.json",
-               "runs": [{"props": run.get("props", {})} for run in spec["runs"]]},
+               "runs": [{key: run[key] for key in ("props", "procedure") if key in run} for run in spec["runs"]]},
               open(spec_path + ".gimp.json", "w"))
     batch = os.path.join(HERE, "gimp_dialog_batch.py")
     gimp = subprocess.Popen(["gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval",
@@ -135,13 +152,22 @@ def drive(spec, spec_path, display):
                 box = geometry(dialog)
             if run.get("screenshot"):
                 screenshot(run["screenshot"], box)
-            results["runs"].append({"geometry": box, "open_after": [press(dialog, key) for key in run.get("keys", [])]})
+            done = {"geometry": box, "open_after": [], "waits": []}
+            results["runs"].append(done)
+            for key in run.get("keys", []):
+                if isinstance(key, str):
+                    done["open_after"].append(press(dialog, key))
+                elif "wait_for" in key:
+                    done["waits"].append(wait_for(log_path, key["wait_for"], key.get("count", 1), gimp))
+                elif "screenshot" in key:
+                    screenshot(key["screenshot"], geometry(dialog))
         results["gimp_returncode"] = gimp.wait(timeout=600)
     finally:
         if gimp.poll() is None:
             gimp.kill()
         outcomes = spec["results"] + ".gimp.json"
         results["gimp"] = json.load(open(outcomes)) if os.path.isfile(outcomes) else []
+        results["plugin_log"] = open(log_path).read().splitlines() if os.path.isfile(log_path) else []
         json.dump(results, open(spec["results"], "w"), indent=1)
 
 

@@ -2,8 +2,9 @@
 in a window and runs Filters > Neural Style's procedure INTERACTIVELY once per entry of the
 spec's "runs", so that its dialog appears; writes each run's outcome as JSON.
 
-Spec ($NST_GIMP_DIALOG_SPEC): {"image": PATH, "results": PATH, "runs": [{"props": {NAME: VALUE}}]};
-"style-file" is a path (GIMP's dialog shows the values passed to an interactive run).
+Spec ($NST_GIMP_DIALOG_SPEC): {"image": PATH, "results": PATH, "runs": [{"props": {NAME: VALUE},
+"procedure": NAME (default: Paint Like a Painting's)}]}; "style-file" is a path (GIMP's dialog
+shows the values passed to an interactive run).
 """
 
 import json
@@ -18,8 +19,8 @@ SPEC = json.load(open(os.environ["NST_GIMP_DIALOG_SPEC"]))
 PROC = "python-fu-nst-neural-style"
 
 
-def run_once(image, props):
-    procedure = Gimp.get_pdb().lookup_procedure(PROC)
+def run_once(image, props, name=PROC):
+    procedure = Gimp.get_pdb().lookup_procedure(name)
     config = procedure.create_config()
     config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
     config.set_property("image", image)
@@ -36,7 +37,7 @@ def main():
     outcomes = []
     for run in SPEC["runs"]:
         try:
-            outcomes.append(run_once(image, run.get("props", {})))
+            outcomes.append(run_once(image, run.get("props", {}), run.get("procedure", PROC)))
         except Exception as error:  # noqa: BLE001 - reported to the driver
             outcomes.append({"exception": f"{type(error).__name__}: {error}"})
         with open(SPEC["results"], "w") as out:
