@@ -24,6 +24,7 @@ SPEC = json.load(open(os.environ["NST_GIMP_TEST_SPEC"]))
 W, H = SPEC.get("width", 0), SPEC.get("height", 0)
 PHOTO = open(SPEC["photo"], "rb").read() if "photo" in SPEC else b""  # W*H*4 bytes, R'G'B'A u8
 PROC = "python-fu-nst-neural-style"
+INSTANT = "python-fu-nst-instant-style"
 RESULTS = {}
 IMAGES = []  # deleted after each scenario (GIMP warns about "stray" images otherwise)
 
@@ -81,17 +82,18 @@ def mean_diff(a, b):
     return sum(abs(x - y) for x, y in zip(a, b)) / max(1, len(a))
 
 
-def run(image, drawables, **props):
-    proc = Gimp.get_pdb().lookup_procedure(PROC)
+def run(image, drawables, procedure=PROC, **props):
+    proc = Gimp.get_pdb().lookup_procedure(procedure)
     if proc is None:
-        raise RuntimeError(f"procedure {PROC} is not registered")
+        raise RuntimeError(f"procedure {procedure} is not registered")
     config = proc.create_config()
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     props.setdefault("style-file", SPEC["style"])
-    props.setdefault("iterations", SPEC["iterations"])
-    props.setdefault("model", "vgg16")
+    if procedure == PROC:
+        props.setdefault("iterations", SPEC["iterations"])
+        props.setdefault("model", "vgg16")
     for name, value in props.items():
         if name == "style-file":
             value = Gio.File.new_for_path(value) if value else None
@@ -175,7 +177,7 @@ def scenario_basic():
     return facts
 
 
-def scenario_u16_alpha():
+def scenario_u16_alpha(procedure=PROC, **props):
     """A 16-bit image with an RGBA layer and no selection: works, stays 16-bit, the result has
     finer than 8-bit levels, no mask, and keeps the layer's alpha."""
     image = new_image(W, H, precision=Gimp.Precision.U16_NON_LINEAR)
@@ -188,7 +190,7 @@ def scenario_u16_alpha():
             alpha.append(a)
     photo = add_layer(image, "photo16", bytes(data), "R'G'B'A u16", True)
     before = pixels(photo, "R'G'B'A u16")
-    result = run(image, [photo])
+    result = run(image, [photo], procedure, **props)
     layers = image.get_layers()
     facts = {"run": result, "layers": describe(image), "precision": image.get_precision().value_nick,
              "original_unchanged": pixels(photo, "R'G'B'A u16") == before}
@@ -199,6 +201,22 @@ def scenario_u16_alpha():
         facts["fraction_8bit_levels"] = sum(1 for v in colour if v % 257 == 0) / len(colour)
         facts["alpha_max_diff_8bit"] = max(abs(v - a) for v, a in zip(values[3::4], alpha)) / 257
         facts["new_vs_original_mean_diff_8bit"] = mean_diff(pixels(layers[0]), pixels(photo))
+    return facts
+
+
+def scenario_instant():
+    """Instant Style, run by a script, on the 16-bit RGBA layer of scenario_u16_alpha (half the
+    painting's style, the layer's colours kept), then on the same layer with a selection (a mask)
+    and an unknown painting file (an error, no layer)."""
+    facts = scenario_u16_alpha(INSTANT, strength=50.0, **{"preserve-color": "luminance"})
+    image = IMAGES[-1]
+    photo = image.get_layers()[-1]
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, W // 2, H // 2)
+    facts["masked_run"] = run(image, [photo], INSTANT)
+    facts["masked_layers"] = describe(image)
+    missing = os.path.join(os.path.dirname(SPEC["results"]), "no-such-painting.png")
+    facts["missing_run"] = run(image, [photo], INSTANT, **{"style-file": None, "style-path": missing})
+    facts["menu"] = {"label": Gimp.get_pdb().lookup_procedure(INSTANT).get_menu_label()}
     return facts
 
 

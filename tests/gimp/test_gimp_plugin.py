@@ -27,7 +27,8 @@ pytestmark = pytest.mark.gimp
 
 WIDTH, HEIGHT, ITERATIONS = 64, 48, 12
 # "killed" runs before others: their runs must remove the temporary folder it leaves
-SCENARIOS = ["basic", "killed", "u16_alpha", "missing_style", "no_style", "gray_two_layers", "fast_style"]
+SCENARIOS = ["basic", "killed", "u16_alpha", "missing_style", "no_style", "gray_two_layers", "fast_style",
+             "instant"]
 FAST_STYLE = "tiny_starry"
 
 
@@ -167,3 +168,20 @@ def test_fast_style_from_the_models_folder(gimp_results):
     assert [layer["name"] for layer in facts["layers"]] == [result_name("photo", FAST_STYLE), "photo"]
     assert (facts["layers"][0]["width"], facts["layers"][0]["height"]) == (WIDTH, HEIGHT)
     assert facts["original_unchanged"] and facts["new_vs_original_mean_diff"] > 1.0
+
+
+def test_instant_style_keeps_16_bits_alpha_and_the_selection(gimp_results):
+    facts = succeeded(scenario(gimp_results, "instant"))
+    assert facts["menu"]["label"] == "Instant Style..."
+    assert [layer["name"] for layer in facts["layers"]] == [result_name("photo16"), "photo16"]
+    assert facts["layers"][0]["alpha"] and not facts["layers"][0]["mask"]
+    assert facts["original_unchanged"] and facts["new_vs_original_mean_diff_8bit"] > 2.0
+    assert facts["alpha_max_diff_8bit"] <= 2, facts
+    assert facts["fraction_8bit_levels"] < 0.5, facts
+    assert facts["masked_run"]["status"] == "success", facts["masked_run"]
+    names = [layer["name"] for layer in facts["masked_layers"]]
+    assert names[0] == result_name("photo16") and names[2] == "photo16"
+    assert names[1].startswith(result_name("photo16"))  # GIMP makes names unique ("... #1")
+    assert facts["masked_layers"][1]["mask"]  # the new one is right above its layer
+    missing = facts["missing_run"]
+    assert missing["status"] == "execution-error" and missing["message"].startswith("the style image "), missing

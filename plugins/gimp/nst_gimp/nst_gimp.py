@@ -230,8 +230,8 @@ def _show_instant_dialog(procedure, config, image, drawables):
     try:
         return _run_dialog(dialog, refresh)
     finally:
+        dialog.destroy()  # gone from the screen first; then the server
         preview.close()
-        dialog.destroy()
 
 
 class _Preview:
@@ -355,8 +355,10 @@ class _Preview:
         self.closed = True
         GLib.source_remove(self.timer)
         if self.server is not None:
+            started = time.monotonic()
             code = self.server.close(ready=self.session.ready)
-            bridge.log(f"preview: nst-core serve (pid {self.server.pid}) stopped, exit code {code}")
+            bridge.log(f"preview: nst-core serve (pid {self.server.pid}) stopped in "
+                       f"{time.monotonic() - started:.2f} s, exit code {code}")
         bridge.cleanup_dir(self.workdir)
 
 

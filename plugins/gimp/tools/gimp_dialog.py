@@ -5,16 +5,17 @@ gimp-env.sh, with its python3 (which has GIMP's GObject bindings, used here for 
     gimp-env.sh run python3 plugins/gimp/tools/gimp_dialog.py SPEC.json
 
 SPEC.json: {"home": HOME with the plug-in installed, "image": PATH, "results": PATH,
-            "runs": [{"procedure": NAME, "props": {...}, "expand_advanced": bool,
+            "runs": [{"procedure": NAME, "props": {...}, "expand_advanced": bool, "pause": S,
                       "screenshot": PNG PATH, "keys": ["Return", {"wait_for": TEXT, "count": N},
                                                        {"screenshot": PNG PATH}, "Escape", ...]}]}
-For each run GIMP opens the dialog (gimp_dialog_batch.py); this script waits for it, optionally
-expands "Advanced" and saves a picture of the dialog, then goes through the keys one by one: a
-key is pressed, noting after it whether the dialog is still open; {"wait_for"} waits until the
-plug-in's log ($NST_GIMP_LOG, RESULTS.plugin.log) has N lines holding TEXT (e.g. "drawn", the
-preview); {"screenshot"} saves a picture of the dialog. Results: {"runs": [{"open_after": [bool
-per key], "waits": [seconds per wait], "geometry": [x, y, w, h]}], "gimp": [outcome per run from
-GIMP], "gimp_returncode": N, "plugin_log": [its lines]}.
+For each run GIMP opens the dialog (gimp_dialog_batch.py; NAME: the procedure, by default Paint
+Like a Painting's); this script waits for it, optionally expands "Advanced" and saves a picture
+of the dialog, then goes through the keys one by one: a key is pressed, noting S seconds later
+(default 3) whether the dialog is still open; {"wait_for"} waits until the plug-in's log
+($NST_GIMP_LOG, RESULTS.plugin.log) has N lines holding TEXT (e.g. "drawn": the preview);
+{"screenshot"} saves a picture of the dialog. Results: {"runs": [{"open_after": [bool per key],
+"waits": [seconds per wait], "geometry": [x, y, w, h]}], "gimp": [outcome per run from GIMP],
+"gimp_returncode": N, "plugin_log": [its lines]}.
 
 Used by tests/gimp/test_gimp_dialog.py and to make docs/images/gimp_dialog.png:
     plugins/gimp/tools/gimp-dialog-picture.sh
@@ -89,11 +90,11 @@ def screenshot(path, box):
     pixbuf.savev(path, "png", [], [])
 
 
-def press(dialog, key):
+def press(dialog, key, pause=3.0):
     dismiss_welcome()
     xdotool("windowfocus", "--sync", dialog[0])
     xdotool("key", "--clearmodifiers", key)
-    time.sleep(3)
+    time.sleep(pause)
     still_open = dialog in dialogs()
     if os.environ.get("NST_GIMP_DIALOG_SHOTS"):  # debugging: the whole screen after each key
         folder = os.environ["NST_GIMP_DIALOG_SHOTS"]
@@ -156,7 +157,7 @@ def drive(spec, spec_path, display):
             results["runs"].append(done)
             for key in run.get("keys", []):
                 if isinstance(key, str):
-                    done["open_after"].append(press(dialog, key))
+                    done["open_after"].append(press(dialog, key, run.get("pause", 3.0)))
                 elif "wait_for" in key:
                     done["waits"].append(wait_for(log_path, key["wait_for"], key.get("count", 1), gimp))
                 elif "screenshot" in key:

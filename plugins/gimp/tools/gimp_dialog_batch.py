@@ -1,6 +1,6 @@
-"""Runs INSIDE a GIMP 3 with a display (gimp-3.0 -b, driven by gimp_dialog.py): opens an image
-in a window and runs Filters > Neural Style's procedure INTERACTIVELY once per entry of the
-spec's "runs", so that its dialog appears; writes each run's outcome as JSON.
+"""Runs INSIDE a GIMP 3 with a display (gimp-3.0 -b, driven by gimp_dialog.py): for each entry of
+the spec's "runs", opens the image in a window and runs a Filters > Neural Style procedure on it
+INTERACTIVELY, so that its dialog appears; writes each run's outcome as JSON.
 
 Spec ($NST_GIMP_DIALOG_SPEC): {"image": PATH, "results": PATH, "runs": [{"props": {NAME: VALUE},
 "procedure": NAME (default: Paint Like a Painting's)}]}; "style-file" is a path (GIMP's dialog
@@ -32,10 +32,10 @@ def run_once(image, props, name=PROC):
 
 
 def main():
-    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(SPEC["image"]))
-    Gimp.Display.new(image)
     outcomes = []
-    for run in SPEC["runs"]:
+    for run in SPEC["runs"]:  # each on its own copy of the image, in its own window
+        image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(SPEC["image"]))
+        Gimp.Display.new(image)
         try:
             outcomes.append(run_once(image, run.get("props", {}), run.get("procedure", PROC)))
         except Exception as error:  # noqa: BLE001 - reported to the driver
