@@ -271,12 +271,18 @@ class _Preview:
         self.widget.show_all()
         self.timer = GLib.timeout_add(50, self._tick)
         self.content = None
+        self.layer_name = layer.get_name() if layer is not None else ""
         if layer is None:
             self._fail("select a layer to see the preview")
             return
-        self.content = os.path.join(self.workdir, "layer.png")
-        _export(layer, self.content, 8, limit=bridge.PREVIEW_SIZE)
-        self._show_picture(self.content)
+        try:
+            self.content = os.path.join(self.workdir, "layer.png")
+            _export(layer, self.content, 8, limit=bridge.PREVIEW_SIZE)
+            self._show_picture(self.content)
+        except Exception as error:  # noqa: BLE001 - no preview, but the dialog stays usable
+            self.content = None
+            self._fail(f"no preview: {type(error).__name__}: {error}")
+            return
         try:
             self.server = bridge.ServeProcess(bridge.find_cli(HERE), on_event=self._from_reader,
                                               stderr_path=os.path.join(self.workdir, "serve-stderr.txt"))
@@ -304,9 +310,13 @@ class _Preview:
             return
         style = None
         options = _options(config, Gimp.RunMode.INTERACTIVE, "instant")
-        if problem is None:
-            style = options.style or self._style_layer_file(config.get_property("style-layer"))
-        self.session.change(self.content, style, options)
+        try:
+            if problem is None:
+                style = options.style or self._style_layer_file(config.get_property("style-layer"))
+            self.session.change(self.content, style, options)
+        except Exception as error:  # noqa: BLE001 - a layer that cannot be read, a refused setting
+            self.status.set_text(bridge.one_line(f"no preview: {error}"))
+            return
         if not self.session.failed:
             self.status.set_text(problem or ("Painting..." if self.session.ready else "Starting nst-core..."))
 
@@ -337,10 +347,13 @@ class _Preview:
         if update is None:
             return False
         if update.kind == "drawn":
-            self._show_picture(update.path)
+            try:
+                self._show_picture(update.path)
+            except GLib.Error as error:
+                self.status.set_text(bridge.one_line(f"cannot show the preview: {error.message}"))
+                return False
             pixbuf = self.picture.get_pixbuf()
-            self.status.set_text(f"{pixbuf.get_width()} × {pixbuf.get_height()} px, painted in "
-                                 f"{update.since_change:.1f} s")
+            self.status.set_text(f"{self.layer_name} at {pixbuf.get_width()} × {pixbuf.get_height()} px")
             bridge.log(f"preview: request {update.request} drawn {update.since_change:.2f} s after the change "
                        f"(nst-core {update.request_seconds:.2f} s); image layers: {len(self.image.get_layers())}")
         elif update.kind == "error":

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# gimp-dialog-picture.sh: retake docs/images/gimp_dialog.png, the Neural Style dialog of a real
-# GIMP 3 (gimp-env.sh's chroot, on a virtual display) with The Starry Night chosen as the style
-# and "Advanced" expanded. Needs what gimp-env.sh needs (root); takes about half a minute.
+# gimp-dialog-picture.sh [FOLDER]: retake the README's pictures of the plug-in's dialogs in a real
+# GIMP 3 (gimp-env.sh's chroot, on a virtual display), in one GIMP start, into FOLDER (default
+# docs/images):
+#   gimp_instant.png  Instant Style on Tübingen with The Starry Night, once its preview is drawn;
+#   gimp_dialog.png   Paint Like a Painting with The Starry Night and "Advanced" expanded.
+# Needs what gimp-env.sh needs (root); takes about a minute.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 VENV=${NST_GIMP_VENV:-$REPO/.venv}
-OUT=${1:-$REPO/docs/images/gimp_dialog.png}
+OUT=${1:-$REPO/docs/images}
 SHARED=$(cd "$REPO/../shared" && pwd)
 WORK=$(mktemp -d /tmp/nst-gimp-picture.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -16,11 +19,17 @@ echo '(show-welcome-dialog no)' >"$profile/gimprc"
 HOME=$WORK/home "$VENV/bin/nst-core" gimp install --gimp-dir "$profile/plug-ins" >/dev/null
 cat >"$WORK/spec.json" <<JSON
 {"home": "$WORK/home", "image": "$SHARED/images/tubingen.jpg", "results": "$WORK/results.json",
- "runs": [{"props": {"style-file": "$SHARED/images/starry_night.jpg"}, "expand_advanced": true,
-           "screenshot": "$WORK/dialog.png", "keys": ["Escape"]}]}
+ "runs": [{"procedure": "python-fu-nst-instant-style", "props": {"style-file": "$SHARED/images/starry_night.jpg"},
+           "keys": [{"wait_for": "drawn"}, {"screenshot": "$WORK/gimp_instant.png"}, "Escape"]},
+          {"props": {"style-file": "$SHARED/images/starry_night.jpg"}, "expand_advanced": true,
+           "screenshot": "$WORK/gimp_dialog.png", "keys": ["Escape"]}]}
 JSON
-NST_GIMP_VENV=$VENV bash "$HERE/gimp-env.sh" run python3 "$HERE/gimp_dialog.py" "$WORK/spec.json"
-# a palette of 128 colours keeps the PNG small (the dialog has few colours)
-"$VENV/bin/python" -c "import sys; from PIL import Image; \
-Image.open(sys.argv[1]).convert('RGB').quantize(128).save(sys.argv[2], optimize=True)" "$WORK/dialog.png" "$OUT"
-echo "gimp-dialog-picture.sh: wrote $OUT" >&2
+NST_GIMP_VENV=$VENV OMP_NUM_THREADS=2 bash "$HERE/gimp-env.sh" run python3 "$HERE/gimp_dialog.py" "$WORK/spec.json"
+# a palette keeps the PNGs small: 128 colours for the dialog, 256 for the one with a picture in it
+for name in gimp_instant gimp_dialog; do
+    colours=128; [ "$name" = gimp_instant ] && colours=256
+    "$VENV/bin/python" -c "import sys; from PIL import Image; \
+Image.open(sys.argv[1]).convert('RGB').quantize(int(sys.argv[3])).save(sys.argv[2], optimize=True)" \
+        "$WORK/$name.png" "$OUT/$name.png" "$colours"
+    echo "gimp-dialog-picture.sh: wrote $OUT/$name.png" >&2
+done
