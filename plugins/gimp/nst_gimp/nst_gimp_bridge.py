@@ -326,14 +326,8 @@ def build_command(
             *(str(arg) for arg in options.extra)]
 
 
-def run_arguments(
-    content: str | os.PathLike[str],
-    style: str | os.PathLike[str] | None,
-    output: str | os.PathLike[str],
-    options: Options,
-    width: int,
-    height: int,
-) -> list[str]:
+def run_arguments(content: str | os.PathLike[str], style: str | os.PathLike[str] | None,
+                  output: str | os.PathLike[str], options: Options, width: int, height: int) -> list[str]:
     """The arguments of ``nst-core run`` for these settings (the plug-in's command line, and the
     preview's ``nst-core serve`` requests): ``CONTENT STYLE -o OUT --flag value ...``."""
     options.validate()
