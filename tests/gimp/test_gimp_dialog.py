@@ -3,7 +3,7 @@ driven by plugins/gimp/tools/gimp_dialog.py with xdotool), all in one GIMP start
 
 * Paint Like a Painting: without a style, OK does nothing (it is disabled and the dialog says
   why); with one, OK closes the dialog and the run makes its layer;
-* Instant Style: the preview is drawn, then redrawn after a change of the strength (its spin
+* Instant Style, the painting a layer of another image: the preview is drawn, then redrawn after a change of the strength (its spin
   scale's mnemonic, then Page Down: 100 -> 90) and one of the colours (Alt+U, Down: luminance),
   by one nst-core serve; no layer is added until OK, which adds one made with those settings.
   The plug-in's log ($NST_GIMP_LOG) tells when each preview was drawn and how long after its change.
@@ -40,7 +40,8 @@ def dialog(gimp_env, tmp_path_factory):
         {"props": {}, "keys": ["alt+o", "Escape"]},  # no style: OK (Alt+O) does nothing; Escape cancels
         {"props": {"style-file": str(harness.style_file()), "iterations": 2, "size": 32, "model": "vgg16"},
          "keys": ["alt+o"]},
-        {"procedure": INSTANT, "props": {"style-file": str(harness.style_file())}, "pause": 1.0,
+        # the painting as a style layer (of another open image): exported once for the preview
+        {"procedure": INSTANT, "props": {"style-layer": str(harness.style_file())}, "pause": 1.0,
          "keys": [{"wait_for": "drawn"}, "alt+n", "Page_Down", {"wait_for": "drawn", "count": 2},
                   "alt+u", "Down", {"wait_for": "drawn", "count": 3}, "alt+o"]},
     ]}
@@ -86,7 +87,8 @@ def test_instant_preview_is_redrawn_after_each_change_and_adds_no_layer_until_ok
     # OK: the dialog closed, the server quit when asked (exit 0), and the run added ONE layer
     assert dialog["runs"][2]["open_after"][-1] is False
     assert any(re.search(r"nst-core serve \(pid \d+\) stopped in [\d.]+ s, exit code 0$", line) for line in log), log
-    assert dialog["gimp"][2] == {"status": "success", "layers": ["Background (starry_night)", "Background"]}
+    # named after the style layer (GIMP names a JPEG's layer "Background")
+    assert dialog["gimp"][2] == {"status": "success", "layers": ["Background (Background)", "Background"]}
 
 
 def test_instant_ok_runs_with_the_dialogs_settings(dialog):

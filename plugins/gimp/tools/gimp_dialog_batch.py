@@ -4,7 +4,8 @@ INTERACTIVELY, so that its dialog appears; writes each run's outcome as JSON.
 
 Spec ($NST_GIMP_DIALOG_SPEC): {"image": PATH, "results": PATH, "runs": [{"props": {NAME: VALUE},
 "procedure": NAME (default: Paint Like a Painting's)}]}; "style-file" is a path (GIMP's dialog
-shows the values passed to an interactive run).
+shows the values passed to an interactive run); "style-layer" is the path of an image whose first
+layer is the style layer.
 """
 
 import json
@@ -26,7 +27,11 @@ def run_once(image, props, name=PROC):
     config.set_property("image", image)
     config.set_core_object_array("drawables", [image.get_layers()[0]])
     for name, value in props.items():
-        config.set_property(name, Gio.File.new_for_path(value) if name == "style-file" else value)
+        if name == "style-file":
+            value = Gio.File.new_for_path(value)
+        elif name == "style-layer":  # an image file, opened (without a window): its first layer
+            value = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(value)).get_layers()[0]
+        config.set_property(name, value)
     result = procedure.run(config)
     return {"status": result.index(0).value_nick, "layers": [layer.get_name() for layer in image.get_layers()]}
 
