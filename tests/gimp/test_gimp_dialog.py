@@ -3,10 +3,11 @@ driven by plugins/gimp/tools/gimp_dialog.py with xdotool), all in one GIMP start
 
 * Paint Like a Painting: without a style, OK does nothing (it is disabled and the dialog says
   why); with one, OK closes the dialog and the run makes its layer;
-* Instant Style, the painting a layer of another image: the preview is drawn, then redrawn after a change of the strength (its spin
-  scale's mnemonic, then Page Down: 100 -> 90) and one of the colours (Alt+U, Down: luminance),
-  by one nst-core serve; no layer is added until OK, which adds one made with those settings.
-  The plug-in's log ($NST_GIMP_LOG) tells when each preview was drawn and how long after its change.
+* Instant Style, the painting a layer of another image: the preview is drawn, then redrawn
+  after a change of the strength (its spin scale's mnemonic, then Page Down: 100 -> 90) and one
+  of the colours (Alt+U, Down: luminance), by one nst-core serve; no layer is added until OK,
+  which adds one made with those settings. The plug-in's log ($NST_GIMP_LOG) tells when each
+  preview was drawn and how long after its change.
 """
 
 from __future__ import annotations
