@@ -427,7 +427,9 @@ def test_style_problem_is_found_before_nst_core_starts(tmp_path):
 
 def test_menu_is_a_neural_style_submenu_under_filters():
     assert bridge.MENU_PATH == "<Image>/Filters/Neural Style"
-    assert bridge.menu_text() == "Filters > Neural Style > Paint Like a Painting..."
+    assert bridge.menu_text("python-fu-nst-neural-style") == "Filters > Neural Style > Paint Like a Painting..."
+    # what `nst-core gimp install` tells the user: the submenu and every entry
+    assert bridge.menu_text() == "Filters > Neural Style (Paint Like a Painting, Instant Style)"
     # the plug-in defines exactly the procedures that have menu labels
     import ast
 

@@ -61,9 +61,12 @@ MENU_LABELS: dict[str, str] = {
 
 
 def menu_text(procedure: str | None = None) -> str:
-    """Where a user finds an entry, in words: ``Filters > Neural Style > Paint Like a Painting...``."""
-    label = MENU_LABELS[procedure or next(iter(MENU_LABELS))]
-    return " > ".join([*MENU_PATH.split("/")[1:], label])
+    """Where a user finds an entry, in words: ``Filters > Neural Style > Paint Like a Painting...``;
+    without ``procedure``, the submenu and every entry of it."""
+    submenu = " > ".join(MENU_PATH.split("/")[1:])
+    if procedure is None:
+        return f"{submenu} ({', '.join(label.rstrip('.') for label in MENU_LABELS.values())})"
+    return f"{submenu} > {MENU_LABELS[procedure]}"
 
 # --------------------------------------------------------------------------------------------
 # Choices. Each is one line: value -> (label shown in GIMP, what it means for the CLI).
