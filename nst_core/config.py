@@ -252,7 +252,9 @@ def _check_weights(name: str, values: Any) -> tuple[float, ...]:
 #: Speed/quality presets: the settings each changes from :class:`Config`'s defaults, which are
 #: ``balanced``. Chosen by measuring time to quality (see ``benchmarks/`` and the README).
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    "preview": MappingProxyType({"iterations": 15}),
+    # from the instant result: after 15 steps the paper's objective was 28-35 % lower than from the
+    # photo on 3 of 4 pairs and equal on the fourth (benchmarks/instant_start.py, README)
+    "preview": MappingProxyType({"iterations": 15, "init": "instant"}),
     "balanced": MappingProxyType({}),
     "best": MappingProxyType({"iterations": 150}),
 })
@@ -268,9 +270,10 @@ def preset_config(preset: str, **settings: Any) -> Config:
 def describe_preset(preset: str) -> str:
     """``preset``'s plan in words, e.g. ``3 sizes, 100 steps each then 60 at full size``."""
     config = Config(**PRESETS[preset])
+    start = " from the instant result" if config.init == "instant" else ""
     if config.scales == 1:
-        return f"{config.iterations} steps at full size"
+        return f"{config.iterations} steps at full size{start}"
     return (
         f"{config.scales} sizes, {config.coarse_iterations} steps at each smaller one, "
-        f"{config.iterations} at full size"
+        f"{config.iterations} at full size{start}"
     )

@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="lbfgs: best result per step (default); adam: steadier, uses less memory")
     opt.add_argument("--learning-rate", type=float, default=defaults.learning_rate, metavar="LR",
                      help=f"Adam's step size in pixel units (default {defaults.learning_rate})")
-    opt.add_argument("--init", default=defaults.init, choices=registries.init_methods.names(),
-                     help="start from the photo (content, default), random noise, or --init-image (image)")
+    opt.add_argument("--init", choices=registries.init_methods.names(),
+                     help="start from the photo (content), random noise, --init-image (image), or the instant "
+                          f"method's result (instant) (default: the preset's; {defaults.init} for balanced and best)")
     opt.add_argument("--init-image", metavar="PATH", help="start image for --init image")
     opt.add_argument("--seed", type=int, default=defaults.seed,
                      help=f"random seed: the same seed on the same device gives the same output (default {defaults.seed})")
@@ -341,7 +342,7 @@ def config_from_args(args: argparse.Namespace, started: float = STARTED):
         style_strength=args.style_strength,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
-        init=args.init,
+        **({"init": args.init} if args.init else {}),
         init_image=args.init_image,
         seed=args.seed,
         preserve_color=args.preserve_color,
