@@ -27,6 +27,7 @@ alpha kept, since the worker wrote it with the content's depth and alpha). With
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .batch import DONE, FAILED, SKIPPED, Job, JobOutcome, OnOutcome, PluginsFor
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, NstError
 from .records import Plan, Progress, Result
 
 #: The optional dependencies' extra.
@@ -80,6 +81,7 @@ class DaskExecutor:
         self.retries = retries
         self.client: Any = None
         self._cluster: Any = None
+        self._scattered: dict[tuple, Any] = {}
         #: Seconds it took to start the cluster and the workers (for the benchmark).
         self.start_seconds = 0.0
 
@@ -106,6 +108,7 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._scattered.clear()
         if self.client is not None:
             self.client.close()
         if self._cluster is not None:
@@ -141,12 +144,15 @@ class DaskExecutor:
                 hook.nst_notice(message=fields["message"])
 
         client.subscribe_topic(topic, heard)
-        shared: dict[Path, Any] = {}
         futures = {}
         by_index = {job.index: job for job in jobs}
         try:
             for job in jobs:
-                payload = self._payload(job, topic, stop.name, shared)
+                try:
+                    payload = self._payload(job, topic, stop.name)
+                except NstError as error:  # a file of this job cannot be read: this job fails
+                    on_outcome(JobOutcome(job=job, status=FAILED, error=error))
+                    continue
                 future = client.submit(work_job, payload, key=f"nst-core-job-{batch}-{job.index}", pure=False,
                                        retries=self.retries)
                 futures[future] = job.index
@@ -168,13 +174,17 @@ class DaskExecutor:
         finally:
             client.unsubscribe_topic(topic)
 
-    def _payload(self, job: Job, topic: str, stop: str, shared: dict[Path, Any]) -> dict[str, Any]:
-        """What a worker needs: the job's settings and its files' bytes (shared files scattered once)."""
+    def _payload(self, job: Job, topic: str, stop: str) -> dict[str, Any]:
+        """What a worker needs: the job's settings and its files' bytes (shared files scattered once
+        per executor and file version, and held while the executor lives, so that a second batch on
+        the same cluster neither sends them again nor loses them to a release racing a scatter)."""
 
         def scattered(path: Path) -> Any:
-            if path not in shared:
-                shared[path] = self.client.scatter(_read(path), broadcast=True, hash=True)
-            return shared[path]
+            data = _read(path)
+            key = (str(path.resolve()), hashlib.sha256(data).hexdigest())
+            if key not in self._scattered:
+                self._scattered[key] = self.client.scatter(data, broadcast=True, hash=False)
+            return self._scattered[key]
 
         config = job.config
         files: dict[str, Any] = {}
@@ -220,7 +230,15 @@ class DaskExecutor:
 
 
 def _read(path: Path) -> bytes:
-    from .file_checks import read_head
+    """A job's file, read whole on the client; a missing, unreadable or non-regular file is an
+    :class:`InputError` naming it (checked before opening, so nothing blocks)."""
+    from .file_checks import FileProblem, read_head
+    from .message_text import quote_path
 
-    read_head(path, 0)  # a missing, unreadable or non-regular file: one clear line, before reading
-    return Path(path).read_bytes()
+    try:
+        read_head(path, 0)
+        return Path(path).read_bytes()
+    except FileProblem as problem:
+        raise InputError(f"cannot read {quote_path(path)}: {problem}") from None
+    except OSError as error:
+        raise InputError(f"cannot read {quote_path(path)}: {error.strerror or error}") from None
