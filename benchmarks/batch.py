@@ -98,7 +98,8 @@ def measure(method: str, photos: list[Path], folder: Path, model: Path | None) -
         else:
             with DaskExecutor(**make) as executor:
                 start = executor.start_seconds
-                run_batch(jobs[:2], executor=executor)  # warm the workers: imports and networks
+                # warm every worker (imports, networks, the painting's vector): two jobs each
+                run_batch(jobs[: 2 * make["workers"]], executor=executor)
                 began = time.perf_counter()
                 summary = run_batch(jobs, executor=executor)
         seconds = time.perf_counter() - began

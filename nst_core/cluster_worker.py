@@ -43,7 +43,8 @@ class NstWorkerPlugin(WorkerPlugin):
         import torch
 
         slots = max(1, getattr(worker.state, "nthreads", 1))
-        torch.set_num_threads(self.threads or max(1, (os.cpu_count() or 1) // slots))
+        worker.nst_core_threads = self.threads or max(1, (os.cpu_count() or 1) // slots)
+        torch.set_num_threads(worker.nst_core_threads)
         worker.nst_core_folder = tempfile.mkdtemp(prefix="nst-core-worker-")
         import nst_core.plugins
 
@@ -94,6 +95,11 @@ def work_job(payload: dict[str, Any]) -> dict[str, Any]:
     worker = get_worker()
     folder = Path(getattr(worker, "nst_core_folder", None) or tempfile.mkdtemp(prefix="nst-core-worker-"))
     worker.nst_core_folder = str(folder)
+    # OpenMP's thread count is per calling thread, and Dask runs tasks in its own threads, which
+    # start with the nanny's OMP_NUM_THREADS=1: set it here, in the thread that computes
+    import torch
+
+    torch.set_num_threads(getattr(worker, "nst_core_threads", None) or torch.get_num_threads())
     index = payload["index"]
     forwarder = _Forwarder(worker, payload["topic"], index, Event(payload["stop"]))
     forwarder.send("started")
