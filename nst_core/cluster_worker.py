@@ -120,7 +120,7 @@ def work_job(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         shutil.rmtree(job_folder, ignore_errors=True)
     fields = {name: getattr(result, name) for name in ("steps", "best_step", "elapsed", "cancelled")}
-    info = {**result.info, "worker": f"{worker.address} pid {os.getpid()}"}
+    info = {**result.info, "worker": f"{worker.address} pid {os.getpid()}", "threads": str(torch.get_num_threads())}
     return {"output": data, "result": {**fields, "losses": dict(result.losses), "info": info, "alpha": None}}
 
 

@@ -116,10 +116,12 @@ def test_two_jobs_in_one_worker_process_keep_their_progress_apart(random_weights
                 config=Config(size=None, iterations=steps[i], precision="fp32", memory_format="contiguous"))
             for i, p in enumerate(photos, 1)]
     logs = {job.index: _ProgressLog() for job in jobs}
-    with DaskExecutor(workers=1, jobs_per_worker=2, threads_per_worker=1) as executor:
+    with DaskExecutor(workers=1, jobs_per_worker=2, threads_per_worker=2) as executor:
         summary = run_batch(jobs, executor=executor, plugins_for=lambda job: [logs[job.index]])
     results = {o.job.index: o.result for o in summary.outcomes}
     assert results[1].info["worker"] == results[2].info["worker"]  # one worker process ran both
+    # with the threads asked for, in Dask's task threads too (they start with OMP_NUM_THREADS=1)
+    assert results[1].info["threads"] == results[2].info["threads"] == "2"
     for index, photo in enumerate(photos, 1):
         size = "x".join(map(str, Image.open(photo).size))
         assert [p.step for p in logs[index].progress] == list(range(1, steps[index] + 1))

@@ -1,11 +1,13 @@
 """The ``nst-core`` command: files in, files out.
 
-Subcommands: ``run`` (stylize: by optimization with style images, or with a trained fast-style
-model; one file or a batch), ``train`` (train a fast-style model), ``models`` (list fast-style
-models), ``weights`` and ``gimp``.
+Subcommands: ``run`` (stylize with any method — the optimization, the instant network or a
+trained fast-style model; one file or a batch, in this process or on Dask), ``serve`` (``run``
+requests from stdin, one process for a front end), ``train`` (train a fast-style model),
+``models`` (list fast-style models), ``weights`` and ``gimp``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 stopped by Ctrl-C (SIGINT),
-143 stopped by SIGTERM (the best image so far is written in both cases).
+143 stopped by SIGTERM (once a run has made a step, the best image so far is written first). A
+batch ends with 0 when every photo was painted, else 1 if one failed at run time, else 2.
 """
 
 from __future__ import annotations
