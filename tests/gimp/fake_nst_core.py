@@ -50,7 +50,14 @@ def main(argv):
             args.append(rest[i])
             i += 1
     output = options.get("-o") or options.get("--output")
-    if len(args) != 2 or not output:
+    if "--masks" in options:  # regions: CONTENT PAINTING... --masks M1,M2 [--rest R]; a painting may be "none"
+        masks = options["--masks"].split(",")
+        if len(masks) != len(args) - 1:
+            fail(f"--masks: {len(masks)} masks for {len(args) - 1} paintings; give one mask per painting", 2)
+        args = [path for path in args if path != "none"] + masks + [options[key] for key in ("--rest",) if key in options]
+    elif len(args) != 2:
+        fail("usage: nst-core run CONTENT STYLE -o OUT", 2)
+    if not output:
         fail("usage: nst-core run CONTENT STYLE -o OUT", 2)
     for path in args:
         if not os.path.isfile(path):

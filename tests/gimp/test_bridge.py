@@ -429,7 +429,8 @@ def test_menu_is_a_neural_style_submenu_under_filters():
     assert bridge.MENU_PATH == "<Image>/Filters/Neural Style"
     assert bridge.menu_text("python-fu-nst-neural-style") == "Filters > Neural Style > Paint Like a Painting..."
     # what `nst-core gimp install` tells the user: the submenu and every entry
-    assert bridge.menu_text() == "Filters > Neural Style (Paint Like a Painting, Instant Style)"
+    assert bridge.menu_text() == "Filters > Neural Style (Paint Like a Painting, Instant Style, Paint by Region)"
+    assert bridge.menu_text("python-fu-nst-region-style") == "Filters > Neural Style > Paint by Region..."
     # the plug-in defines exactly the procedures that have menu labels
     import ast
 
@@ -524,3 +525,105 @@ def test_progress_text_counts_tiles_and_full_size_has_no_cap():
     assert "tile" not in plain
     options = bridge.Options(quality="full")
     assert options.processing_size(4000, 3000) == 0  # the layer's own size, whatever it is
+
+
+# --- Paint by Region --------------------------------------------------------------------------
+
+def test_region_command_one_mask_per_painting_in_order():
+    regions = [bridge.Region("/p/a.jpg", "channel:sky"), bridge.Region("/p/b.jpg", "layer-mask:houses")]
+    command = bridge.build_region_command("/bin/nst-core", "c.png", regions, ["/t/m0.png", "/t/m1.png"], "o.png",
+                                          bridge.Options(iterations=7), 300, 200)
+    assert command[:9] == ["/bin/nst-core", "run", "c.png", "/p/a.jpg", "/p/b.jpg", "--masks", "/t/m0.png,/t/m1.png",
+                           "-o", "o.png"]
+    assert "--rest" not in command
+    assert command[-2:] == ["--progress", "json"]
+    # the optimization's flags, as for one painting
+    one = bridge.build_command("/bin/nst-core", "c.png", "s.png", "o.png", bridge.Options(iterations=7), 300, 200)
+    assert flags(command) == flags(one)
+
+
+def test_region_without_a_painting_is_none_and_the_rest_is_painted():
+    regions = [bridge.Region("", "selection"), bridge.Region("/p/b.jpg", "channel:right")]
+    args = bridge.region_arguments("c.png", regions, ["m0.png", "m1.png"], "o.png", bridge.Options(), 64, 48,
+                                   rest="/p/rest.jpg")
+    assert args[:8] == ["c.png", "none", "/p/b.jpg", "--masks", "m0.png,m1.png", "--rest", "/p/rest.jpg", "-o"]
+
+
+@pytest.mark.parametrize("masks, words", [(["m0.png"], "2 regions but 1 mask files"),
+                                          (["m0.png", "a,b.png"], "has a comma")])
+def test_region_mask_count_and_commas_are_refused(masks, words):
+    regions = [bridge.Region("a.jpg", "selection"), bridge.Region("b.jpg", "channel:x")]
+    with pytest.raises(ValueError, match=words):
+        bridge.region_arguments("c.png", regions, masks, "o.png", bridge.Options(), 8, 8)
+    with pytest.raises(ValueError, match="give a painting a region"):
+        bridge.region_arguments("c.png", [], [], "o.png", bridge.Options(), 8, 8)
+
+
+def test_regions_only_slots_with_a_region_are_used():
+    used = bridge.used_regions(["a.jpg", "b.jpg", ""], ["channel:left", "", "selection"])
+    assert used == [bridge.Region("a.jpg", "channel:left"), bridge.Region("", "selection")]
+
+
+def test_region_strings():
+    assert bridge.parse_region("selection") == ("selection", "")
+    assert bridge.parse_region("channel:sky:2") == ("channel", "sky:2")  # a name may hold a colon
+    assert bridge.parse_region("layer-mask:Houses") == ("layer-mask", "Houses")
+    for bad in ("", "channel:", "path:x", "sky"):
+        with pytest.raises(ValueError, match="unknown region"):
+            bridge.parse_region(bad)
+    assert bridge.region_label("channel:sky") == "channel 'sky'"
+    assert bridge.region_label("layer-mask:Houses") == "layer mask of 'Houses'"
+    assert bridge.region_label("selection") == "the selection"
+
+
+def test_region_choices_list_the_selection_channels_and_layer_masks():
+    choices = bridge.region_choices(["left", "right"], ["photo"], selection_empty=True)
+    assert choices == {"": "(not used)", "selection": "Current selection (empty now)", "channel:left": "Channel: left",
+                       "channel:right": "Channel: right", "layer-mask:photo": "Layer mask of: photo"}
+    assert all(bridge.parse_region(spec) for spec in list(choices)[1:])
+
+
+def test_region_problem_is_found_before_nst_core_starts(tmp_path):
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"x")
+    assert bridge.region_problem([]) == bridge.NO_REGION
+    assert bridge.region_problem([bridge.Region(str(a), "channel:left")]) is None
+    assert bridge.region_problem([bridge.Region(str(b), "channel:left")]) == f"the painting {b} does not exist"
+    assert bridge.region_problem([bridge.Region(str(a), "sky")]).startswith("painting 1: unknown region 'sky'")
+    keep = [bridge.Region("", "selection")]
+    assert bridge.region_problem(keep).startswith("nothing to paint")
+    assert bridge.region_problem(keep, "paint", "") == "choose the painting for the rest"
+    assert bridge.region_problem(keep, "paint", str(b)) == f"the painting {b} does not exist"
+    assert bridge.region_problem(keep, "paint", str(a)) is None
+    assert bridge.region_problem(keep, "everything", str(a)).startswith("unknown rest 'everything'")
+    assert bridge.rest_painting("paint", str(a)) == str(a)
+    assert bridge.rest_painting("unchanged", str(a)) == ""
+
+
+def test_region_summary_and_the_new_layers_name():
+    regions = [bridge.Region("/p/starry_night.jpg", "channel:sky"), bridge.Region("", "selection"),
+               bridge.Region("/p/starry_night.jpg", "layer-mask:trees")]
+    assert bridge.region_summary(regions) == ("channel 'sky': starry_night; the selection: kept; "
+                                              "layer mask of 'trees': starry_night; the rest: unchanged")
+    assert bridge.region_summary(regions, "paint", "/p/picasso.png").endswith("; the rest: picasso")
+    assert bridge.region_summary(regions, "unchanged", "/p/picasso.png").endswith("; the rest: unchanged")
+    assert bridge.region_style_label(regions, "/p/picasso.png") == "starry_night + picasso"
+    assert bridge.result_layer_name("photo", bridge.region_style_label(regions)) == "photo (starry_night)"
+
+
+def test_region_run_through_the_fake_cli(images, tmp_path):
+    from PIL import Image
+
+    content, style, out = images
+    masks = [tmp_path / "m0.png", tmp_path / "m1.png"]
+    for mask in masks:
+        Image.new("L", (8, 6), 255).save(mask)
+    regions = [bridge.Region(str(style), "channel:left"), bridge.Region("", "channel:right")]
+    command = bridge.build_region_command(fake_cli(), content, regions, masks, out, bridge.Options(iterations=2), 8, 6,
+                                          rest=str(style))
+    assert bridge.run_cli(command).done and out.is_file()
+    # the CLI's contract: the wrong count is refused in one line
+    wrong = list(command)
+    wrong[wrong.index("--masks") + 1] = str(masks[0])
+    with pytest.raises(bridge.CliError, match="1 masks for 2 paintings"):
+        bridge.run_cli(wrong)

@@ -169,7 +169,7 @@ def test_cli_install_and_uninstall_messages(home, cli, capsys):
     assert cli_main.main(["gimp", "install", "--gimp-dir", str(profile)]) == 0
     out = capsys.readouterr().out
     assert f"into {profile / 'plug-ins' / 'nst_gimp'}" in out
-    assert "then use Filters > Neural Style (Paint Like a Painting, Instant Style)" in out and "Artistic" not in out
+    assert "then use Filters > Neural Style (Paint Like a Painting, Instant Style, Paint by Region)" in out and "Artistic" not in out
     assert cli_main.main(["gimp", "uninstall"]) == 0
     assert capsys.readouterr().out == f"removed {profile / 'plug-ins' / 'nst_gimp'}\n"
     assert cli_main.main(["gimp", "uninstall"]) == 0

@@ -78,7 +78,7 @@ def test_gimp3_then_migrates_and_the_install_keeps_the_settings(first_start):
     install = first_start["install"]
     assert install.returncode == 0, install.stderr
     assert f"into {profile / 'plug-ins' / 'nst_gimp'}" in install.stdout
-    assert "Filters > Neural Style (Paint Like a Painting, Instant Style)" in install.stdout
+    assert "Filters > Neural Style (Paint Like a Painting, Instant Style, Paint by Region)" in install.stdout
     assert first_start["second_start"]["registered"]
     assert SETTING in (profile / "gimprc").read_text()
     assert (profile / "palettes" / "mine.gpl").read_text() == PALETTE

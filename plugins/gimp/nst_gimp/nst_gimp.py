@@ -4,7 +4,10 @@
 Filters > Neural Style > Paint Like a Painting... (procedure ``python-fu-nst-neural-style``:
 optimization, or a trained fast style) and Filters > Neural Style > Instant Style...
 (``python-fu-nst-instant-style``: any painting in one network pass, ``--method instant``, with a
-preview in its dialog). Every entry of the Filters > Neural Style submenu is one procedure: its
+preview in its dialog) and Filters > Neural Style > Paint by Region... (``python-fu-nst-region-style``:
+up to ``bridge.REGION_SLOTS`` paintings, each on a region of the image -- the current selection, a
+saved selection (channel) or a layer mask -- in one optimization, ``nst-core run LAYER A B --masks
+MA,MB [--rest R]``). Every entry of the Filters > Neural Style submenu is one procedure: its
 menu label is in ``nst_gimp_bridge.MENU_LABELS`` and its settings function and method in
 :data:`ENTRIES` below, so adding an entry is one line in each plus the function that defines its
 settings.
@@ -17,6 +20,11 @@ subprocess, shows its progress in
 GIMP's progress bar and loads the result as a NEW layer named "<layer> (<style>)" right above
 the original layer, at the same offsets and the same size. The original is never modified.
 
+* Paint by Region: each chosen region is exported as a grayscale PNG mask (its linear values,
+  "Y u8") cropped to the layer's bounds (a layer mask of another layer at that layer's offsets;
+  outside it: 0); a region that covers nothing of the layer is an error before nst-core starts.
+  nst-core keeps the photo where no region (and no ``--rest`` painting) is, so the new layer gets
+  no selection mask.
 * Selection: with an active selection the new layer gets a layer mask made from the selection,
   so only the selected area changes (the whole layer is still stylized, so the style is
   computed with the layer's full context; edit or remove the mask to change the area).
@@ -87,28 +95,8 @@ def _add_style_arguments(procedure):
         True, RW)
 
 
-def _define_paint(procedure):
-    """The settings of Filters > Neural Style > Paint Like a Painting... (optimization, or a
-    trained fast style)."""
-    procedure.set_documentation(
-        "Paint layers in the style of a painting (neural style transfer)",
-        "Stylizes every selected layer with nst-core and puts each result in a new layer "
-        "above it, named after the layer and the style; the original layers are not changed. "
-        "With a selection, the new layers get a mask from the selection so only the selected "
-        "area changes. Style strength s maps to nst-core's --style-weight as "
-        f"{bridge.STRENGTH_FORMULA}: 50 is the engine default, each 25 points is ten times "
-        "more or less style.",
-        procedure.get_name())
-    _add_style_arguments(procedure)
-    # Or a fast style: a model trained with 'nst-core train' (found in nst-core's models folder,
-    # listed when the plug-in starts), applied in one network pass instead of optimizing.
-    procedure.add_choice_argument(
-        "fast-style", "Or _fast style", "A trained fast-style model from nst-core's models folder "
-        "(nst-core train); used instead of the style image, in seconds",
-        _choice(bridge.fast_model_choices()), bridge.NO_FAST_MODEL, RW)
-    procedure.add_string_argument(
-        "fast-model-path", "Fast model path", "For scripts: a .nst model file or a model name (when "
-        "fast-style is none)", "", RW)
+def _add_optimize_arguments(procedure):
+    """The settings of an optimization (Paint Like a Painting, Paint by Region)."""
     procedure.add_double_argument(
         "strength", "Style stre_ngth", "0-100; 50 = the engine default (log scale: +25 = 10x more style)",
         0.0, 100.0, 50.0, RW)
@@ -135,6 +123,31 @@ def _define_paint(procedure):
         "model", "Net_work", "The VGG network", _choice(bridge.MODELS), bridge.DEFAULT_MODEL, RW)
 
 
+def _define_paint(procedure):
+    """The settings of Filters > Neural Style > Paint Like a Painting... (optimization, or a
+    trained fast style)."""
+    procedure.set_documentation(
+        "Paint layers in the style of a painting (neural style transfer)",
+        "Stylizes every selected layer with nst-core and puts each result in a new layer "
+        "above it, named after the layer and the style; the original layers are not changed. "
+        "With a selection, the new layers get a mask from the selection so only the selected "
+        "area changes. Style strength s maps to nst-core's --style-weight as "
+        f"{bridge.STRENGTH_FORMULA}: 50 is the engine default, each 25 points is ten times "
+        "more or less style.",
+        procedure.get_name())
+    _add_style_arguments(procedure)
+    # Or a fast style: a model trained with 'nst-core train' (found in nst-core's models folder,
+    # listed when the plug-in starts), applied in one network pass instead of optimizing.
+    procedure.add_choice_argument(
+        "fast-style", "Or _fast style", "A trained fast-style model from nst-core's models folder "
+        "(nst-core train); used instead of the style image, in seconds",
+        _choice(bridge.fast_model_choices()), bridge.NO_FAST_MODEL, RW)
+    procedure.add_string_argument(
+        "fast-model-path", "Fast model path", "For scripts: a .nst model file or a model name (when "
+        "fast-style is none)", "", RW)
+    _add_optimize_arguments(procedure)
+
+
 def _define_instant(procedure):
     """The settings of Filters > Neural Style > Instant Style... (any painting, one network pass)."""
     procedure.set_documentation(
@@ -154,6 +167,35 @@ def _define_instant(procedure):
         _choice(bridge.COLOR_MODES), bridge.DEFAULT_COLOR, RW)
 
 
+def _define_regions(procedure):
+    """The settings of Filters > Neural Style > Paint by Region... (a painting per region)."""
+    procedure.set_documentation(
+        "Paint each region of layers like its own painting (neural style transfer with masks)",
+        "Gives each painting a region of the image -- the current selection, a saved selection "
+        "(channel) or a layer mask -- and paints every selected layer with all of them in one "
+        "optimization (nst-core run --masks), so that the styles meet smoothly at soft borders. "
+        "A painting left empty keeps the photo in its region. Pixels in no region are left "
+        "unchanged, or painted with the painting for the rest. Each result is one new layer above "
+        "its layer; the original layers are not changed. Scripts name a region 'selection', "
+        "'channel:NAME' or 'layer-mask:LAYER'. Style strength as in Paint Like a Painting: "
+        f"{bridge.STRENGTH_FORMULA}.",
+        procedure.get_name())
+    for number in range(1, bridge.REGION_SLOTS + 1):
+        procedure.add_file_argument(
+            f"painting-{number}", f"Painting _{number}", f"The painting of region {number} (none: the region "
+            "keeps the photo)", Gimp.FileChooserAction.OPEN, True, None, RW)
+        procedure.add_string_argument(
+            f"region-{number}", f"Region {number}", f"Where painting {number} goes: 'selection', 'channel:NAME' "
+            "(a saved selection) or 'layer-mask:LAYER'; empty: not used", "", RW)
+    procedure.add_choice_argument(
+        "rest", "The _rest", "Pixels in no region: unchanged, or painted with the painting for the rest",
+        _choice(bridge.REST_MODES), bridge.DEFAULT_REST, RW)
+    procedure.add_file_argument(
+        "rest-file", "Painting for the rest", "The painting of the pixels in no region (when the rest is painted)",
+        Gimp.FileChooserAction.OPEN, True, None, RW)
+    _add_optimize_arguments(procedure)
+
+
 def _new_dialog(procedure, config, title):
     """A procedure dialog with a "style-problem" label and the function that keeps OK disabled,
     with the reason shown, while no usable style is chosen (it returns the problem or None)."""
@@ -167,8 +209,10 @@ def _new_dialog(procedure, config, title):
     problem_label = dialog.get_label("style-problem", "", False, False)
     method = ENTRIES[procedure.get_name()][1]
 
+    check = _region_problem if method == "regions" else _style_problem
+
     def refresh(*_):
-        problem = _style_problem(config, Gimp.RunMode.INTERACTIVE, method)
+        problem = check(config, Gimp.RunMode.INTERACTIVE, method)
         problem_label.set_text(f"To start: {problem}" if problem else "")
         problem_label.set_visible(bool(problem))
         dialog.set_response_sensitive(Gtk.ResponseType.OK, problem is None)
@@ -190,13 +234,77 @@ def _run_dialog(dialog, refresh):
 def _show_dialog(procedure, config, image, drawables):
     """Paint Like a Painting's dialog. True when the user pressed OK."""
     dialog, refresh = _new_dialog(procedure, config, "Neural Style")
-    dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
-    dialog.get_label("advanced-label", "Advanced", False, False)
-    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+    _fill_advanced(dialog)
     dialog.fill(["style-file", "style-layer", "fast-style", "style-problem", "strength", "preserve-color",
                  "quality", "size", "seed", "advanced"])
     for name in ("style-file", "style-layer", "fast-style"):
         config.connect(f"notify::{name}", refresh)
+    try:
+        return _run_dialog(dialog, refresh)
+    finally:
+        dialog.destroy()
+
+
+def _fill_advanced(dialog):
+    """The "Advanced" expander of an optimization's dialog."""
+    dialog.fill_box("advanced-box", ["iterations", "tv-weight", "model"])
+    dialog.get_label("advanced-label", "Advanced", False, False)
+    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+
+
+def _show_region_dialog(procedure, config, image, drawables):
+    """Paint by Region's dialog: "Painting N [file] on [region]" rows, the region chosen from a
+    list of the image's selection, channels and layer masks (a GTK combo box that writes the
+    region string into the config), the rest, and a line that says what OK will do. True when the
+    user pressed OK."""
+    from gi.repository import Gtk
+
+    dialog, refresh = _new_dialog(procedure, config, "Paint by Region")
+    choices = bridge.region_choices([channel.get_name() for channel in image.get_channels()],
+                                    [layer.get_name() for layer in _all_layers(image) if layer.get_mask() is not None],
+                                    selection_empty=not _selection_active(image))
+    specs = list(choices)
+    for number in range(1, bridge.REGION_SLOTS + 1):
+        name = f"region-{number}"
+        row = dialog.fill_box(f"slot-{number}", [f"painting-{number}"])
+        row.set_orientation(Gtk.Orientation.HORIZONTAL)
+        row.set_spacing(8)
+        combo = Gtk.ComboBoxText()
+        for label in choices.values():
+            combo.append_text(label)
+        current = config.get_property(name) or ""
+        if current not in choices:  # remembered from another image
+            current = bridge.REGION_UNUSED
+            config.set_property(name, current)
+        combo.set_active(specs.index(current))
+        combo.connect("changed", lambda box, name=name: config.set_property(name, specs[max(0, box.get_active())]))
+        on = Gtk.Label(label="on")
+        row.pack_start(on, False, False, 0)
+        row.pack_start(combo, False, False, 0)
+        on.show()
+        combo.show()
+    rest = dialog.fill_box("rest-box", ["rest", "rest-file"])
+    rest.set_orientation(Gtk.Orientation.HORIZONTAL)
+    rest.set_spacing(8)
+    rest_file = dialog.get_widget("rest-file", GObject.TYPE_NONE)
+    summary = dialog.get_label("region-summary", "", False, False)
+    summary.set_line_wrap(True)
+    summary.set_max_width_chars(60)
+    _fill_advanced(dialog)
+    dialog.fill([f"slot-{number}" for number in range(1, bridge.REGION_SLOTS + 1)]
+                + ["rest-box", "region-summary", "style-problem", "strength", "preserve-color", "quality", "size",
+                   "seed", "advanced"])
+
+    def changed(*_):
+        rest_file.set_sensitive(config.get_property("rest") == "paint")
+        regions, rest_mode, rest_path = _region_settings(config)
+        summary.set_text(bridge.region_summary(regions, rest_mode, rest_path) if regions else "")
+        refresh()
+
+    names = [f"{kind}-{number}" for number in range(1, bridge.REGION_SLOTS + 1) for kind in ("painting", "region")]
+    for name in names + ["rest", "rest-file"]:
+        config.connect(f"notify::{name}", changed)
+    changed()
     try:
         return _run_dialog(dialog, refresh)
     finally:
@@ -382,15 +490,32 @@ _OPTION_NAMES = ("strength", "preserve-color", "quality", "size", "seed", "itera
 def _options(config, run_mode, method):
     names = {spec.name for spec in config.list_properties()}
     values = {name: config.get_property(name) for name in _OPTION_NAMES if name in names}
-    style_file = config.get_property("style-file")
-    style_path = config.get_property("style-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
-    values["style"] = (style_file.get_path() if style_file is not None else "") or style_path or ""
+    if "style-file" in names:
+        style_path = config.get_property("style-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
+        values["style"] = _path(config.get_property("style-file")) or style_path or ""
     if "fast-style" in names:
         fast_style = config.get_property("fast-style")
         fast_path = config.get_property("fast-model-path") if run_mode != Gimp.RunMode.INTERACTIVE else ""
         values["fast_model"] = fast_style if fast_style and fast_style != bridge.NO_FAST_MODEL else (fast_path or "")
     values["method"] = method
     return bridge.Options.from_mapping(values)
+
+
+def _path(file):
+    """A Gio.File argument's local path, or ""."""
+    return (file.get_path() or "") if file is not None else ""
+
+
+def _region_settings(config):
+    """Paint by Region's (regions used, rest mode, rest painting file) from its config."""
+    slots = range(1, bridge.REGION_SLOTS + 1)
+    regions = bridge.used_regions([_path(config.get_property(f"painting-{n}")) for n in slots],
+                                  [config.get_property(f"region-{n}") or "" for n in slots])
+    return regions, config.get_property("rest"), _path(config.get_property("rest-file"))
+
+
+def _region_problem(config, run_mode, method):
+    return bridge.region_problem(*_region_settings(config))
 
 
 def _style_problem(config, run_mode, method):
@@ -423,6 +548,45 @@ def _export(drawable, path, bit_depth, limit=0):
     return width, height
 
 
+def _all_layers(image):
+    """Every layer of the image, those inside layer groups too."""
+    found, todo = [], list(image.get_layers())
+    while todo:
+        layer = todo.pop(0)
+        found.append(layer)
+        if layer.is_group():
+            todo[:0] = layer.get_children()
+    return found
+
+
+def _export_region(image, layer, spec, path):
+    """Write a region (see ``bridge.parse_region``) as a grayscale 8-bit PNG mask of ``layer``'s
+    size and place: the region's linear values ("Y u8", 0-255 = 0-1), 0 outside it."""
+    kind, name = bridge.parse_region(spec)
+    origin_x = origin_y = 0
+    if kind == bridge.REGION_SELECTION:
+        drawable = image.get_selection()
+    elif kind == "channel":
+        drawable = image.get_channel_by_name(name)
+        if drawable is None:
+            raise bridge.CliError(f"the image has no channel named {name!r}")
+    else:
+        owner = image.get_layer_by_name(name)
+        if owner is None:
+            raise bridge.CliError(f"the image has no layer named {name!r}")
+        drawable = owner.get_mask()
+        if drawable is None:
+            raise bridge.CliError(f"the layer {name!r} has no layer mask")
+        _, origin_x, origin_y = owner.get_offsets()
+    _, offset_x, offset_y = layer.get_offsets()
+    width, height = layer.get_width(), layer.get_height()
+    rect = Gegl.Rectangle.new(offset_x - origin_x, offset_y - origin_y, width, height)
+    values = bytes(drawable.get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+    if not any(values):
+        raise bridge.CliError(f"{bridge.region_label(spec)} covers nothing of the layer {layer.get_name()!r}")
+    bridge.write_png(path, values, width, height, 1, 8)
+
+
 def _selection_active(image):
     return not Gimp.Selection.is_empty(image)
 
@@ -431,7 +595,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
     """Every entry's run function: the dialog (interactive), then one new layer per selected layer."""
     method = ENTRIES[procedure.get_name()][1]
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        show = _show_instant_dialog if method == "instant" else _show_dialog
+        show = {"instant": _show_instant_dialog, "regions": _show_region_dialog}.get(method, _show_dialog)
         if not show(procedure, config, image, drawables):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
 
@@ -446,8 +610,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, "no layer selected")
 
     options = _options(config, run_mode, method)
-    style_layer = config.get_property("style-layer")
-    problem = _style_problem(config, run_mode, method)
+    problem = (_region_problem if method == "regions" else _style_problem)(config, run_mode, method)
     if problem:
         return _error(procedure, problem)
     try:
@@ -466,16 +629,8 @@ def _run(procedure, run_mode, image, drawables, config, data):
             pass
     try:
         bit_depth = bridge.bit_depth_for_precision(image.get_precision().value_name)
-        if options.uses_fast_model:
-            style_path = None
-            style_name = bridge.style_label(bridge.resolve_fast_model(options.fast_model))
-        elif options.style:
-            style_path = options.style
-            style_name = bridge.style_label(style_path)
-        else:
-            style_path = os.path.join(workdir, "style.png")
-            _export(style_layer, style_path, bit_depth)
-            style_name = bridge.style_label(None, style_layer.get_name())
+        job = _region_job if method == "regions" else _style_job
+        style_name, command_for = job(image, config, options, cli, workdir, bit_depth)
 
         Gimp.progress_init(f"Neural Style: {style_name}")
         results = []
@@ -484,7 +639,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
             content = os.path.join(workdir, f"content-{index}.png")
             output = os.path.join(workdir, f"result-{index}.png")
             width, height = _export(layer, content, bit_depth)
-            command = bridge.build_command(cli, content, style_path, output, options, width, height)
+            command = command_for(layer, index, content, output, width, height)
             bridge.log(f"run: {bridge.command_text(command)}")
             label = "Neural Style" if count == 1 else f"Neural Style ({index + 1}/{count})"
 
@@ -502,7 +657,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
             results.append((layer, output))
 
         # Everything worked: now change the image, in one undo group.
-        selection = _selection_active(image)
+        selection = _selection_active(image) and method != "regions"  # regions: nst-core keeps the rest
         image.undo_group_start()
         try:
             for layer, output in results:
@@ -520,6 +675,42 @@ def _run(procedure, run_mode, image, drawables, config, data):
             signal.signal(signum, handler)
         bridge.cleanup_dir(workdir)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _style_job(image, config, options, cli, workdir, bit_depth):
+    """One painting (a file, a fast style or a layer, exported here): (its name, the function that
+    makes a layer's command line)."""
+    style_path = None
+    if options.uses_fast_model:
+        style_name = bridge.style_label(bridge.resolve_fast_model(options.fast_model))
+    elif options.style:
+        style_path = options.style
+        style_name = bridge.style_label(style_path)
+    else:
+        style_layer = config.get_property("style-layer")
+        style_path = os.path.join(workdir, "style.png")
+        _export(style_layer, style_path, bit_depth)
+        style_name = bridge.style_label(None, style_layer.get_name())
+
+    def command_for(layer, index, content, output, width, height):
+        return bridge.build_command(cli, content, style_path, output, options, width, height)
+
+    return style_name, command_for
+
+
+def _region_job(image, config, options, cli, workdir, bit_depth):
+    """Paint by Region: (the paintings' names, the function that exports a layer's masks and makes
+    its command line)."""
+    regions, rest_mode, rest_file = _region_settings(config)
+    rest = bridge.rest_painting(rest_mode, rest_file)
+
+    def command_for(layer, index, content, output, width, height):
+        masks = [os.path.join(workdir, f"mask-{index}-{number}.png") for number in range(len(regions))]
+        for region, mask in zip(regions, masks):
+            _export_region(image, layer, region.region, mask)
+        return bridge.build_region_command(cli, content, regions, masks, output, options, width, height, rest=rest)
+
+    return bridge.region_style_label(regions, rest), command_for
 
 
 def _add_result_layer(image, layer, path, style_name, selection):
@@ -544,6 +735,7 @@ def _add_result_layer(image, layer, path, style_name, selection):
 ENTRIES = {
     "python-fu-nst-neural-style": (_define_paint, "optimize"),
     "python-fu-nst-instant-style": (_define_instant, "instant"),
+    "python-fu-nst-region-style": (_define_regions, "regions"),
 }
 
 

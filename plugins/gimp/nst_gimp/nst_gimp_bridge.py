@@ -11,6 +11,9 @@ neither), so it is unit-tested without GIMP (``tests/gimp/test_bridge.py``):
 * the instant method (``nst-core run --method instant``, :data:`INSTANT_FLAGS`) and its dialog's
   preview: one ``nst-core serve`` process per dialog (:class:`ServeProcess`) and the preview's
   debounce and supersede logic (:class:`PreviewSession`);
+* Paint by Region's painting/region pairs (:class:`Region`, region strings such as
+  ``channel:sky``) and their ``nst-core run PHOTO A B --masks MA,MB [--rest R]`` command line
+  (:func:`build_region_command`), the dialog's region list and its one-line problem and summary;
 * the style-strength slider's mapping onto ``--style-weight`` (:func:`style_weight_for_strength`);
 * parsing ``--progress json`` lines into a progress fraction and a status text
   (:class:`ProgressTracker`);
@@ -57,6 +60,7 @@ MENU_PATH = "<Image>/Filters/Neural Style"
 MENU_LABELS: dict[str, str] = {
     "python-fu-nst-neural-style": "Paint Like a Painting...",
     "python-fu-nst-instant-style": "Instant Style...",
+    "python-fu-nst-region-style": "Paint by Region...",
 }
 
 
@@ -118,9 +122,10 @@ STRENGTH_FORMULA = f"{DEFAULT_STYLE_WEIGHT:g} * 10^((s - 50) / {STRENGTH_POINTS_
 MIN_SIZE = 16
 
 
-#: How the layers are painted: "optimize" (``nst-core run``'s default: Gatys et al.) or "instant"
-#: (``--method instant``: any painting in one network pass, Ghiasi et al. 2017).
-METHODS = ("optimize", "instant")
+#: How the layers are painted: "optimize" (``nst-core run``'s default: Gatys et al.), "instant"
+#: (``--method instant``: any painting in one network pass, Ghiasi et al. 2017) or "regions" (the
+#: optimization with a painting per region of the image: ``--masks``, see :func:`region_arguments`).
+METHODS = ("optimize", "instant", "regions")
 #: The Instant Style entry's strength slider default: the painting's full style.
 INSTANT_DEFAULT_STRENGTH = 100.0
 
@@ -342,11 +347,166 @@ def run_arguments(content: str | os.PathLike[str], style: str | os.PathLike[str]
             raise ValueError("choose a style image (or a style layer, or a fast style)")
         args = [os.fspath(content), os.fspath(style), "-o", os.fspath(output)]
         flags = INSTANT_FLAGS if options.method == "instant" else FLAGS
+    return args + _flag_arguments(flags, options, width, height)
+
+
+def _flag_arguments(flags: Sequence[tuple[str, Callable[[Options, int, int], "str | None"]]], options: Options,
+                    width: int, height: int) -> list[str]:
+    args: list[str] = []
     for flag, value_of in flags:
         value = value_of(options, int(width), int(height))
         if value is not None:
             args += [flag, value]
     return args
+
+
+# --------------------------------------------------------------------------------------------
+# Regions (Paint by Region...): a painting per region of the image, in one run
+# (``nst-core run PHOTO A B --masks MA,MB [--rest R] -o OUT``)
+
+#: How many painting/region pairs the dialog offers.
+REGION_SLOTS = 3
+#: A region is a string, so scripts can name it and GIMP can remember it: "" (not used),
+#: "selection" (the current selection), "channel:NAME" (a saved selection) or
+#: "layer-mask:NAME" (the mask of the layer NAME).
+REGION_UNUSED = ""
+REGION_SELECTION = "selection"
+REGION_KINDS = {"channel": "channel", "layer-mask": "layer mask of"}
+#: What paints the pixels that no region covers.
+REST_MODES: dict[str, str] = {
+    "unchanged": "Leave the rest unchanged",
+    "paint": "Paint the rest with...",
+}
+DEFAULT_REST = "unchanged"
+#: The CLI's painting for a region that keeps the photo.
+KEEP_PHOTO = "none"
+NO_REGION = "give a painting a region (a selection, a channel or a layer mask)"
+
+
+@dataclass(frozen=True)
+class Region:
+    """One painting and its region: ``painting`` a file, or "" to keep the photo there;
+    ``region`` a region string (see :data:`REGION_SELECTION`)."""
+
+    painting: str
+    region: str
+
+
+def parse_region(spec: str) -> tuple[str, str]:
+    """``(kind, name)`` of a region string: ("selection", ""), ("channel", NAME),
+    ("layer-mask", NAME); ValueError for anything else (or "" : no region)."""
+    spec = str(spec or "")
+    if spec == REGION_SELECTION:
+        return REGION_SELECTION, ""
+    kind, sep, name = spec.partition(":")
+    if sep and kind in REGION_KINDS and name:
+        return kind, name
+    raise ValueError(f"unknown region {spec!r}; use 'selection', 'channel:NAME' or 'layer-mask:NAME'")
+
+
+def region_label(spec: str) -> str:
+    """The region in words: ``the selection``, ``channel 'sky'``, ``layer mask of 'houses'``."""
+    kind, name = parse_region(spec)
+    return "the selection" if kind == REGION_SELECTION else f"{REGION_KINDS[kind]} {name!r}"
+
+
+def region_choices(channels: Iterable[str], masked_layers: Iterable[str], *,
+                   selection_empty: bool = False) -> dict[str, str]:
+    """The dialog's region list for an image: ``{region string: label}``, "not used" first."""
+    choices = {REGION_UNUSED: "(not used)",
+               REGION_SELECTION: "Current selection" + (" (empty now)" if selection_empty else "")}
+    choices.update({f"channel:{name}": f"Channel: {name}" for name in channels})
+    choices.update({f"layer-mask:{name}": f"Layer mask of: {name}" for name in masked_layers})
+    return choices
+
+
+def used_regions(paintings: Sequence[str], regions: Sequence[str]) -> list[Region]:
+    """The pairs of the dialog's slots that have a region (a painting without one is not used)."""
+    return [Region(str(painting or ""), str(region)) for painting, region in zip(paintings, regions)
+            if region and region != REGION_UNUSED]
+
+
+def rest_painting(rest_mode: str, rest_file: str) -> str:
+    """The ``--rest`` painting: ``rest_file`` when the rest is painted, else ""."""
+    return str(rest_file or "") if rest_mode == "paint" else ""
+
+
+def region_problem(regions: Sequence[Region], rest_mode: str = DEFAULT_REST, rest_file: str = "") -> str | None:
+    """Why a region run cannot start, in one line (the dialog shows it and keeps OK disabled;
+    scripts get it before nst-core starts); None when it can."""
+    if rest_mode not in REST_MODES:
+        return f"unknown rest {rest_mode!r}; choose one of {', '.join(REST_MODES)}"
+    if not regions:
+        return NO_REGION
+    for number, region in enumerate(regions, 1):
+        try:
+            parse_region(region.region)
+        except ValueError as error:
+            return f"painting {number}: {error}"
+        if region.painting and not os.path.isfile(region.painting):
+            return f"the painting {region.painting} does not exist"
+    if rest_mode == "paint":
+        if not rest_file:
+            return "choose the painting for the rest"
+        if not os.path.isfile(rest_file):
+            return f"the painting {rest_file} does not exist"
+    elif not any(region.painting for region in regions):
+        return "nothing to paint: choose a painting for a region, or paint the rest"
+    return None
+
+
+def region_summary(regions: Sequence[Region], rest_mode: str = DEFAULT_REST, rest_file: str = "") -> str:
+    """What the run will do, in words, for the dialog: ``channel 'sky': starry_night; the
+    selection: kept; the rest: unchanged``."""
+    parts = []
+    for region in regions:
+        try:
+            where = region_label(region.region)
+        except ValueError:
+            where = repr(region.region)
+        parts.append(f"{where}: {style_label(region.painting) if region.painting else 'kept'}")
+    painted = rest_painting(rest_mode, rest_file)
+    parts.append(f"the rest: {style_label(painted) if painted else 'unchanged'}")
+    return "; ".join(parts)
+
+
+def region_style_label(regions: Sequence[Region], rest: str = "") -> str:
+    """The style part of the new layer's name: the paintings, each once, in order
+    (``starry_night + picasso``)."""
+    names: list[str] = []
+    for painting in [region.painting for region in regions] + [rest]:
+        if painting and style_label(painting) not in names:
+            names.append(style_label(painting))
+    return " + ".join(names) or "regions"
+
+
+def region_arguments(content: str | os.PathLike[str], regions: Sequence[Region],
+                     masks: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], options: Options,
+                     width: int, height: int, *, rest: str | os.PathLike[str] = "") -> list[str]:
+    """``CONTENT A B --masks MA,MB [--rest R] -o OUT --flag value ...``: one mask file per region,
+    in order; a region without a painting is ``none`` (it keeps the photo)."""
+    options.validate()
+    if not regions:
+        raise ValueError(NO_REGION)
+    if len(masks) != len(regions):
+        raise ValueError(f"{len(regions)} regions but {len(masks)} mask files")
+    masks = [os.fspath(mask) for mask in masks]
+    if any("," in mask for mask in masks):  # --masks is a comma-separated list
+        raise ValueError(f"a mask file's path has a comma: {next(m for m in masks if ',' in m)}")
+    args = [os.fspath(content), *(os.fspath(region.painting) or KEEP_PHOTO for region in regions),
+            "--masks", ",".join(masks)]
+    if rest:
+        args += ["--rest", os.fspath(rest)]
+    return args + ["-o", os.fspath(output), *_flag_arguments(FLAGS, options, width, height)]
+
+
+def build_region_command(cli: Sequence[str] | str, content: str | os.PathLike[str], regions: Sequence[Region],
+                         masks: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], options: Options,
+                         width: int, height: int, *, rest: str | os.PathLike[str] = "") -> list[str]:
+    """The ``nst-core run`` command line of a region run for one layer (see :func:`region_arguments`)."""
+    command = [cli] if isinstance(cli, str) else list(cli)
+    return [*command, "run", *region_arguments(content, regions, masks, output, options, width, height, rest=rest),
+            "--progress", "json", *(str(arg) for arg in options.extra)]
 
 
 # --------------------------------------------------------------------------------------------
