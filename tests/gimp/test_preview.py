@@ -68,7 +68,7 @@ def test_a_fast_model_still_wins_and_instant_needs_a_painting():
 
 
 def test_instant_style_is_the_second_entry_of_the_submenu():
-    assert list(bridge.MENU_LABELS) == ["python-fu-nst-neural-style", "python-fu-nst-instant-style"]
+    assert list(bridge.MENU_LABELS)[:2] == ["python-fu-nst-neural-style", "python-fu-nst-instant-style"]
     assert bridge.menu_text("python-fu-nst-instant-style") == "Filters > Neural Style > Instant Style..."
 
 
