@@ -209,6 +209,21 @@ def nst_intermediate(image: Any, progress: Progress) -> None:
 
 
 @hookspec
+def nst_video_frame(progress: Progress) -> None:
+    """Receive a :class:`nst_core.records.Progress` record after each finished frame of a clip.
+
+    :param progress: ``stage == "video"``; ``step`` is the frame just finished (1-based),
+        ``total`` the clip's frames, ``elapsed`` the seconds since the clip started and
+        ``remaining`` (``eta``) the estimate for the frames left.
+
+    Called by :func:`nst_core.video.stylize_video` once per painted frame, after the frame's file
+    is written; each frame's own run reports its steps through :func:`nst_progress` as any run
+    does. ``nst_should_cancel`` is asked with the same record next: a clip stops between frames,
+    keeping the finished ones.
+    """
+
+
+@hookspec
 def nst_result(result: Result) -> None:
     """Receive the :class:`nst_core.records.Result` of a finished (or cancelled) run.
 

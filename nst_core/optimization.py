@@ -9,6 +9,7 @@ images → features → losses → L-BFGS/Adam → colour → image, at a ladder
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -39,7 +40,12 @@ class OptimizationMethod:
     """The registered ``optimize`` method (see :class:`nst_core.registry.Method`)."""
 
     description = "optimize the image itself (Gatys et al.): best quality, a minute or more"
+    #: Paints ``Config.regions`` (a style per region, :mod:`nst_core.regions`).
+    supports_regions = True
     uses_styles = True
+    #: Starts from ``Config.init``'s image and minimises every registered loss term: a video's frame
+    #: loop passes the previous frame as a start image and a temporal loss term (nst_core.video).
+    warm_start = True
 
     def inputs(self, config: Config) -> list[str]:
         """Files the method reads besides the content and styles (protected from overwriting)."""
@@ -79,6 +85,8 @@ class _Run:
             raise InputError("at least one style image is needed")
         blend = self._blend(len(styles))
         out_hw = long_side_size(content.shape[:2], config.size)
+        if config.regions:
+            self._check_regions(out_hw)
 
         layers = list(self.objective.layers)
         extractor = self.objective.build_extractor(config, self.device, layers)
@@ -194,6 +202,10 @@ class _Run:
         style_tensors = (
             to_tensor(resize_to(s, long_side_size(s.shape[:2], style_side)), self.device) for s in styles_for_run
         )
+        for term in self.terms.values():  # terms that depend on the size (regions' masks)
+            set_image_size = getattr(term, "set_image_size", None)
+            if set_image_size is not None:
+                set_image_size(stage.hw)
         with torch.no_grad():
             if tiles is not None:
                 content_features = tiles.whole_maps(content_tensor, self._content_target_layers())
@@ -211,6 +223,19 @@ class _Run:
             style_features = [network(style) for style in style_tensors]
             for term in self.terms.values():
                 term.set_style_targets(style_features, blend)
+
+    def _check_regions(self, out_hw) -> None:
+        """Refuse what regions cannot do; say when a mask is stretched to the photo's shape."""
+        if self.config.init == "instant":
+            raise ConfigError(f"{setting('init')} instant paints the whole photo with one style, not per region; "
+                              f"use {setting('init')} content with {setting('regions')}")
+        for region in self.config.regions:
+            if region.mask is not None:
+                height, width = region.mask.shape
+                if abs(math.log((width / height) / (out_hw[1] / out_hw[0]))) > 0.05:
+                    name = f"'{region.label}'" if region.label else "a region's mask"
+                    self.hook.nst_notice(message=f"mask {name} is {width}x{height}: stretched to the photo's "
+                                                 f"shape ({out_hw[1]}x{out_hw[0]})")
 
     def _content_target_layers(self) -> tuple[str, ...]:
         return self.objective.content_target_layers

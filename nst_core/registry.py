@@ -125,6 +125,11 @@ class Method(Protocol):
     #: Optional, default ``False``: whether front ends should paint at the photo's own size when
     #: no size is asked for (one-pass methods: their time grows gently with the size).
     full_size: bool
+    #: Optional, default ``False``: whether the method starts from ``Config.init``'s image and
+    #: minimises the registered loss terms (the ``optimize`` method). The video frame loop then
+    #: passes the previous frame, warped, as the start and adds a temporal loss term; for other
+    #: methods it blends the warped previous frame into the result (:mod:`nst_core.video`).
+    warm_start: bool
 
     def run(
         self, content: np.ndarray, styles: Sequence[np.ndarray], *, config: Config, run: RunContext
