@@ -15,6 +15,7 @@ from .config import Config
 from .engine import stylize, stylize_files
 from .errors import ConfigError, InputError, NstError, OptimizationError, PluginError, WeightsError
 from .hookspecs import hookimpl, hookspec
+from .masks import Mask, Region, load_mask
 from .records import Progress, Result
 
 __version__ = "0.1.0"
@@ -23,14 +24,17 @@ __all__ = [
     "Config",
     "ConfigError",
     "InputError",
+    "Mask",
     "NstError",
     "OptimizationError",
     "PluginError",
     "Progress",
+    "Region",
     "Result",
     "WeightsError",
     "hookimpl",
     "hookspec",
+    "load_mask",
     "stylize",
     "stylize_files",
     "__version__",

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigError, setting
+from .masks import Region, check_regions
 
 #: The paper's layers (Gatys et al. 2016): content ``relu4_2``, style ``relu1_1`` … ``relu5_1``.
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -84,6 +85,12 @@ class Config:
     #: rendering of the photo, not the photo itself), 1 in the painting's, in between a mix of the
     #: two style vectors (Ghiasi et al.).
     style_strength: float = 1.0
+    #: A style per region (Gatys et al. 2017, guided Gram matrices): each
+    #: :class:`~nst_core.masks.Region` gives its mask a painting (an index into the styles) or
+    #: keeps the photo there; pixels no mask covers keep the photo unless a region with mask
+    #: ``None`` (the rest) gives them a painting. Replaces the plain style loss (see
+    #: :mod:`nst_core.regions`). Empty: one style everywhere.
+    regions: tuple[Region, ...] = ()
 
     # --- optimization ----------------------------------------------------------------------------
     optimizer: str = "lbfgs"
@@ -183,6 +190,9 @@ class Config:
             object.__setattr__(self, "style_layer_weights", weights)
         if self.style_blend is not None:
             object.__setattr__(self, "style_blend", _check_weights("style_blend", self.style_blend))
+        object.__setattr__(self, "regions", check_regions(self.regions))
+        if self.regions and self.style_blend is not None:
+            raise ConfigError(f"{setting('style_blend')} and {setting('regions')} do not mix: each region has one painting")
         if self.init == "image" and not self.init_image:
             raise ConfigError(f"{setting('init')} image needs {setting('init_image')} (a path to the start image)")
         if not isinstance(self.device, str) or not self.device:

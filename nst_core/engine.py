@@ -60,6 +60,13 @@ def _stylize(content: Any, styles: Sequence[Any], config: Config, run: RunContex
     if not method.uses_styles and styles:
         raise InputError(f"the {config.method} method paints without style images; give none, or choose another "
                          f"{setting('method')}")
+    if config.regions:
+        from .regions import check_region_styles
+
+        if not getattr(method, "supports_regions", False):
+            raise InputError(f"the {config.method} method paints one style everywhere; for a style per region "
+                             f"(a painting per mask) use {setting('method')} optimize")
+        check_region_styles(config.regions, len(styles))
     result = method.run(content, styles, config=config, run=run)
     run.hook.nst_result(result=result)
     return result

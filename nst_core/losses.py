@@ -183,8 +183,8 @@ def _content_term(config: Config) -> ContentLoss | None:
 
 
 def _style_term(config: Config) -> StyleLoss | None:
-    if config.style_weight == 0 or not config.style_layers:
-        return None
+    if config.style_weight == 0 or not config.style_layers or config.regions:
+        return None  # with regions, the guided Gram term of nst_core.regions replaces this one
     return StyleLoss(config.style_layers, weight=config.style_weight, layer_weights=config.style_layer_weights)
 
 

@@ -32,6 +32,7 @@ DISABLE_AUTOLOAD_ENV = "NST_CORE_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "nst_core.features",
     "nst_core.losses",
+    "nst_core.regions",
     "nst_core.color",
     "nst_core.init_methods",
     "nst_core.methods",

@@ -94,9 +94,14 @@ class TiledEvaluator:
         return maps
 
     def summed_statistics(self, image: torch.Tensor, terms: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
-        """Each feature term's statistics of ``image``, summed over the tiles (no gradients)."""
+        """Each feature term's statistics of a style image, summed over the tiles (no gradients).
+
+        A term's ``partial_style_statistics`` is used where it has one (a term whose statistics
+        of the output differ from those of a painting, such as :mod:`nst_core.regions`' guided
+        ones), else its ``partial_statistics``."""
         parts = self.parts(tuple(image.shape[-2:]), shift=False)
-        return self._sum(image, parts, {name: term for name, term in terms.items() if term.layers}, report=None)
+        return self._sum(image, parts, {name: term for name, term in terms.items() if term.layers}, report=None,
+                         style=True)
 
     # --- objective -------------------------------------------------------------------------
 
@@ -164,14 +169,18 @@ class TiledEvaluator:
 
         return objective
 
-    def _sum(self, image, parts: list[Part], terms: Mapping[str, Any], report) -> dict[str, dict[str, torch.Tensor]]:
+    def _sum(self, image, parts: list[Part], terms: Mapping[str, Any], report,
+             style: bool = False) -> dict[str, dict[str, torch.Tensor]]:
         totals: dict[str, dict[str, torch.Tensor]] = {name: {} for name in terms}
         with torch.no_grad():
             for index, part in enumerate(parts):
                 features = self.network(part.outer_of(image))
                 cores = {name: part.core_of(name, f) for name, f in features.items()}
                 for name, term in terms.items():
-                    for key, value in term.partial_statistics(cores, part).items():
+                    statistics = term.partial_statistics
+                    if style:
+                        statistics = getattr(term, "partial_style_statistics", statistics)
+                    for key, value in statistics(cores, part).items():
                         value = value.double()
                         totals[name][key] = totals[name][key] + value if key in totals[name] else value
                 del features, cores

@@ -25,6 +25,9 @@ from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from .region_args import describe as describe_regions  # noqa: E402
+from .region_args import mask_list, paintings_and_regions  # noqa: E402
+
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
@@ -206,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="0: the painting's colours ... 1: the photo's colours fully kept "
                            f"(default {defaults.color_strength:g})")
 
+    regions = run.add_argument_group("a style per region (Gatys et al. 2017, guided Gram matrices)")
+    regions.add_argument("--masks", type=mask_list, metavar="MASK,MASK",
+                         help="one mask per STYLE, in order (grayscale, RGB luminance or a PNG's alpha; soft "
+                              "edges blend the styles); a STYLE named 'none' keeps the photo in its mask "
+                              "(a file named none: ./none)")
+    regions.add_argument("--rest", metavar="PAINTING",
+                         help="paint the pixels no mask covers with PAINTING (default: none, keep the photo)")
     net = run.add_argument_group("network")
     net.add_argument("--model", choices=registries.extractors.names(),
                      help="network; default: the weights file's, else vgg19 (the paper's)")
@@ -356,6 +366,7 @@ def config_from_args(args: argparse.Namespace, started: float = STARTED):
         max_memory=args.max_memory,
         save_every=args.save_every,
         extra=dict(args.extra),
+        regions=paintings_and_regions(args)[1],
     )
 
 
@@ -508,9 +519,9 @@ def run_jobs(args: argparse.Namespace, config: Any) -> list[Any]:
     if not uses_styles or args.style_files:
         if not uses_styles and args.style_files:
             raise InputError(f"the {config.method} method paints without style images; leave out --style")
-        content_args, styles = positionals, [Path(p) for p in args.style_files]
+        content_args, styles = positionals, (paintings_and_regions(args)[0] if args.style_files else [])
     else:
-        content_args, styles = positionals[:1], positionals[1:]
+        content_args, styles = positionals[:1], paintings_and_regions(args)[0]
         if not styles:
             raise InputError("no style: give STYLE after CONTENT, --style STYLE, or --fast-model MODEL")
     contents: list[Path] = []
@@ -686,6 +697,8 @@ def _job_fields(job: Any) -> dict[str, Any]:
     """What a job's JSON ``start`` event says of its files."""
     fields: dict[str, Any] = {"content": str(job.content), "styles": [str(s) for s in job.styles],
                               "output": str(job.output)}
+    if job.config.regions:
+        fields["regions"] = describe_regions(job.config.regions, job.styles)
     if job.config.fast_model:
         fields["fast_model"] = job.config.fast_model
     return {**fields, **_batch_fields(job)}
