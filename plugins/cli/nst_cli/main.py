@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
     _add_train_parser(commands, registries)
+    from .video_command import add_parser as add_video_parser
+
+    add_video_parser(commands, run)
     serve = commands.add_parser(
         "serve", help="run 'run' requests from stdin in one process (JSON lines; for front ends such as GIMP)",
         description="Read requests as JSON lines on stdin, {\"id\": 1, \"run\": [ARGS of nst-core run]}, "
@@ -866,6 +869,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("stopped by Ctrl-C", 128 + signal.SIGINT, json_mode)
 
 
+def command_video(args: argparse.Namespace) -> int:
+    from .video_command import command_video as video
+
+    return video(args)
+
+
 def command_serve(args: argparse.Namespace) -> int:
     from .serve import command_serve as serve
 
@@ -873,7 +882,7 @@ def command_serve(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": command_run, "train": command_train, "serve": command_serve, "models": command_models,
-             "weights": command_weights, "gimp": command_gimp}
+             "weights": command_weights, "gimp": command_gimp, "video": command_video}
 
 
 def _stop_now(signum: int, frame: Any) -> None:
