@@ -25,6 +25,7 @@ W, H = SPEC.get("width", 0), SPEC.get("height", 0)
 PHOTO = open(SPEC["photo"], "rb").read() if "photo" in SPEC else b""  # W*H*4 bytes, R'G'B'A u8
 PROC = "python-fu-nst-neural-style"
 INSTANT = "python-fu-nst-instant-style"
+REGIONS = "python-fu-nst-region-style"
 RESULTS = {}
 IMAGES = []  # deleted after each scenario (GIMP warns about "stray" images otherwise)
 
@@ -90,12 +91,13 @@ def run(image, drawables, procedure=PROC, **props):
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
-    props.setdefault("style-file", SPEC["style"])
+    if procedure != REGIONS:
+        props.setdefault("style-file", SPEC["style"])
     if procedure == PROC:
         props.setdefault("iterations", SPEC["iterations"])
         props.setdefault("model", "vgg16")
     for name, value in props.items():
-        if name == "style-file":
+        if name in ("style-file", "rest-file") or name.startswith("painting-"):
             value = Gio.File.new_for_path(value) if value else None
         config.set_property(name, value)
     started = time.monotonic()
@@ -329,6 +331,57 @@ def scenario_fast_style():
     facts = {"run": result, "layers": describe(image), "original_unchanged": pixels(photo) == before}
     if len(layers) == 2:
         facts["new_vs_original_mean_diff"] = mean_diff(pixels(layers[0]), before)
+    return facts
+
+
+def half_means(drawable, width, height):
+    """The mean R'G'B' (0-255) of the drawable's left and right halves."""
+    data = pixels(drawable, "R'G'B' u8")
+    sums = [[0, 0, 0], [0, 0, 0]]
+    for y in range(height):
+        for x in range(width):
+            i = (y * width + x) * 3
+            side = sums[0 if x < width // 2 else 1]
+            for c in range(3):
+                side[c] += data[i + c]
+    count = (width // 2) * height
+    return [[round(v / count, 2) for v in side] for side in sums]
+
+
+def scenario_regions():
+    """Paint by Region, run by a script: a photo layer over a gray one, two channels ("left" and
+    "right": the halves), painting A on the left, B on the right, the rest unchanged, with an
+    unrelated rectangular selection active. One new layer, no mask; everything else as it was.
+    Then two runs that fail before nst-core starts: a channel that does not exist, and the
+    (now empty) selection."""
+    image = new_image(W, H)
+    paper = add_layer(image, "paper", bytes([128, 128, 128, 255]) * (W * H), "R'G'B'A u8", False)
+    photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False)
+    for name, x in (("left", 0), ("right", W // 2)):
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, x, 0, W // 2, H)
+        Gimp.Selection.save(image).set_name(name)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 2, 3, 10, 7)
+    channels = {channel.get_name(): pixels(channel, "Y u8") for channel in image.get_channels()}
+    selection = pixels(image.get_selection(), "Y u8")
+    before = {"photo": pixels(photo), "paper": pixels(paper)}
+    props = {"painting-1": SPEC["painting_a"], "region-1": "channel:left",
+             "painting-2": SPEC["painting_b"], "region-2": "channel:right",
+             "strength": 100.0, "iterations": SPEC["iterations"], "model": "vgg16"}
+    result = run(image, [photo], REGIONS, **props)
+    layers = image.get_layers()
+    facts = {"run": result, "layers": describe(image), "photo_unchanged": pixels(photo) == before["photo"],
+             "paper_unchanged": pixels(paper) == before["paper"],
+             "channels_unchanged": {c.get_name(): pixels(c, "Y u8") for c in image.get_channels()} == channels,
+             "selection_unchanged": pixels(image.get_selection(), "Y u8") == selection,
+             "photo_halves": half_means(photo, W, H)}
+    if len(layers) == 3:
+        facts["new_halves"] = half_means(layers[0], W, H)
+    proc = Gimp.get_pdb().lookup_procedure(REGIONS)
+    facts["menu"] = {"label": proc.get_menu_label(), "paths": list(proc.get_menu_paths())}
+    facts["missing_channel_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "channel:sky"})
+    Gimp.Selection.none(image)
+    facts["empty_selection_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "selection"})
+    facts["layers_after_errors"] = [layer["name"] for layer in describe(image)]
     return facts
 
 

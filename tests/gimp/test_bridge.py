@@ -616,12 +616,14 @@ def test_region_run_through_the_fake_cli(images, tmp_path):
 
     content, style, out = images
     masks = [tmp_path / "m0.png", tmp_path / "m1.png"]
-    for mask in masks:
-        Image.new("L", (8, 6), 255).save(mask)
+    Image.new("L", (8, 6), 255).save(masks[0])
+    Image.new("L", (8, 6), 0).save(masks[1])
     regions = [bridge.Region(str(style), "channel:left"), bridge.Region("", "channel:right")]
     command = bridge.build_region_command(fake_cli(), content, regions, masks, out, bridge.Options(iterations=2), 8, 6,
                                           rest=str(style))
     assert bridge.run_cli(command).done and out.is_file()
+    with Image.open(out) as result:  # the fake: the left mask's painting, "none" keeps the content
+        assert result.getpixel((0, 0)) == (200, 100, 0, 128)  # alpha kept
     # the CLI's contract: the wrong count is refused in one line
     wrong = list(command)
     wrong[wrong.index("--masks") + 1] = str(masks[0])
