@@ -122,7 +122,7 @@ def test_each_half_moves_towards_its_own_painting(regions):
         shifts.append(sum(c * a for c, a in zip(change, axis)) / norm)
     print(f"\nhalves' mean colours: photo {regions['photo_halves']}, result {regions['new_halves']}; "
           f"moved towards warm (RGB levels): left {shifts[0]:+.1f}, right {shifts[1]:+.1f}")
-    assert shifts[0] > 5 and shifts[1] < -5, shifts
+    assert shifts[0] > 20 and shifts[1] < -20, shifts  # measured: +76 and -69 RGB levels
 
 
 def test_a_missing_channel_or_an_empty_selection_fails_before_nst_core_starts(regions):
