@@ -131,3 +131,50 @@ def test_a_missing_channel_or_an_empty_selection_fails_before_nst_core_starts(re
     assert empty["status"] == "execution-error"
     assert empty["message"] == "the selection covers nothing of the layer 'photo'", empty
     assert regions["layers_after_errors"] == ["photo (warm + cold)", "photo", "paper"]
+
+
+# --- the dialog, in a real GIMP with its window (Xvfb), driven as in test_gimp_dialog.py ---------
+
+@pytest.fixture(scope="module")
+def region_dialog(gimp_env, tmp_path_factory):
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("region-dialog")
+    home = base / "home"
+    harness.install_plugin(home, harness.cli_executable())
+    image = base / "photo.png"
+    with Image.open(harness.photo_file()) as photo:
+        photo.convert("RGB").resize((256, 192)).save(image)
+    shared = harness.style_file().parent
+    halves = {"left": [0, 0, 128, 192], "right": [128, 0, 128, 192]}
+    paintings = {"painting-1": str(shared / "starry_night.jpg"), "painting-2": str(shared / "the_scream.jpg")}
+    spec = {"image": str(image), "results": str(base / "results.json"), "runs": [
+        # a painting but no region: OK (Alt+O) does nothing; Escape cancels
+        {"procedure": PROCEDURE, "props": {"painting-1": paintings["painting-1"]}, "channels": halves,
+         "keys": ["alt+o", "Escape"]},
+        # the regions chosen (the dialog's lists show the values given): OK paints, tiny and short
+        {"procedure": PROCEDURE, "channels": halves, "screenshot": str(base / "gimp_regions.png"),
+         "props": {**paintings, "region-1": "channel:left", "region-2": "channel:right", "size": 32,
+                   "iterations": 2, "model": "vgg16"},
+         "keys": ["alt+o"]},
+    ]}
+    results = harness.run_dialog(home, spec)
+    if results["_returncode"] != 0 or len(results.get("runs", [])) != 2:
+        pytest.fail(f"driving GIMP's dialog failed (exit {results['_returncode']}):\n{results['_output']}",
+                    pytrace=False)
+    results["screenshot"] = base / "gimp_regions.png"
+    return results
+
+
+def test_dialog_without_a_region_keeps_ok_disabled(region_dialog):
+    assert region_dialog["runs"][0]["open_after"] == [True, False], region_dialog["runs"][0]
+    assert region_dialog["gimp"][0] == {"status": "cancel", "layers": ["Background"]}, region_dialog["gimp"]
+
+
+def test_dialog_ok_paints_the_chosen_channels_into_one_new_layer(region_dialog):
+    assert region_dialog["runs"][1]["open_after"] == [False]
+    assert region_dialog["gimp"][1] == {"status": "success",
+                                        "layers": ["Background (starry_night + the_scream)", "Background"]}
+    runs = [line for line in region_dialog["plugin_log"] if "run: " in line]
+    assert len(runs) == 1 and "the_scream.jpg --masks " in runs[0], region_dialog["plugin_log"]
+    assert region_dialog["screenshot"].is_file()

@@ -5,7 +5,7 @@ gimp-env.sh, with its python3 (which has GIMP's GObject bindings, used here for 
     gimp-env.sh run python3 plugins/gimp/tools/gimp_dialog.py SPEC.json
 
 SPEC.json: {"home": HOME with the plug-in installed, "image": PATH, "results": PATH,
-            "runs": [{"procedure": NAME, "props": {...}, "expand_advanced": bool, "pause": S,
+            "runs": [{"procedure": NAME, "props": {...}, "channels": {...}, "expand_advanced": bool, "pause": S,
                       "screenshot": PNG PATH, "keys": ["Return", {"wait_for": TEXT, "count": N},
                                                        {"screenshot": PNG PATH}, "Escape", ...]}]}
 For each run GIMP opens the dialog (gimp_dialog_batch.py; NAME: the procedure, by default Paint
@@ -30,7 +30,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TITLE = "^(Neural Style|Instant Style)$"
+TITLE = "^(Neural Style|Instant Style|Paint by Region)$"
 
 
 def xdotool(*args, timeout=30):
@@ -132,7 +132,7 @@ def drive(spec, spec_path, display):
                        "XDG_CONFIG_HOME": os.path.join(spec["home"], ".config"),
                        "NST_GIMP_DIALOG_SPEC": spec_path + ".gimp.json", "NST_GIMP_LOG": log_path})
     json.dump({"image": spec["image"], "results": spec["results"] + ".gimp.json",
-               "runs": [{key: run[key] for key in ("props", "procedure") if key in run} for run in spec["runs"]]},
+               "runs": [{key: run[key] for key in ("props", "procedure", "channels") if key in run} for run in spec["runs"]]},
               open(spec_path + ".gimp.json", "w"))
     batch = os.path.join(HERE, "gimp_dialog_batch.py")
     gimp = subprocess.Popen(["gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval",

@@ -3,9 +3,10 @@ the spec's "runs", opens the image in a window and runs a Filters > Neural Style
 INTERACTIVELY, so that its dialog appears; writes each run's outcome as JSON.
 
 Spec ($NST_GIMP_DIALOG_SPEC): {"image": PATH, "results": PATH, "runs": [{"props": {NAME: VALUE},
-"procedure": NAME (default: Paint Like a Painting's)}]}; "style-file" is a path (GIMP's dialog
-shows the values passed to an interactive run); "style-layer" is the path of an image whose first
-layer is the style layer.
+"procedure": NAME (default: Paint Like a Painting's), "channels": {NAME: [x, y, w, h]}}]}; file
+settings ("style-file", "painting-N", "rest-file") are paths (GIMP's dialog shows the values passed
+to an interactive run); "style-layer" is the path of an image whose first layer is the style
+layer; "channels" are saved selections (rectangles) made before the dialog opens.
 """
 
 import json
@@ -27,7 +28,7 @@ def run_once(image, props, name=PROC):
     config.set_property("image", image)
     config.set_core_object_array("drawables", [image.get_layers()[0]])
     for name, value in props.items():
-        if name == "style-file":
+        if name in ("style-file", "rest-file") or name.startswith("painting-"):
             value = Gio.File.new_for_path(value)
         elif name == "style-layer":  # an image file, opened (without a window): its first layer
             value = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(value)).get_layers()[0]
@@ -40,6 +41,10 @@ def main():
     outcomes = []
     for run in SPEC["runs"]:  # each on its own copy of the image, in its own window
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(SPEC["image"]))
+        for name, (x, y, width, height) in run.get("channels", {}).items():  # saved selections
+            image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, width, height)
+            Gimp.Selection.save(image).set_name(name)
+        Gimp.Selection.none(image)
         Gimp.Display.new(image)
         try:
             outcomes.append(run_once(image, run.get("props", {}), run.get("procedure", PROC)))
