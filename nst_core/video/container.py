@@ -75,7 +75,9 @@ class OutputSpec:
 
 
 def _av_error(name: str, error: BaseException) -> InputError:
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = getattr(error, "strerror", None) or " ".join(str(error).split()) or type(error).__name__
+    if "invalid data" in text.lower():
+        text += " (corrupt, truncated, or not a video)"
     return InputError(f"cannot read video {name}: {text}")
 
 
@@ -102,7 +104,7 @@ def probe(path: str | os.PathLike[str], *, rate: float | None = None) -> ClipInf
             for frame in container.decode(stream):
                 if hw is None:
                     hw = (frame.height, frame.width)
-                if frame.format.has_alpha and not alpha:
+                if not alpha and _may_have_alpha(frame.format):
                     alpha = bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
                 count += 1
             frame_rate = stream.average_rate or stream.guessed_rate or DEFAULT_FOLDER_RATE
@@ -218,9 +220,15 @@ def encode(spec: OutputSpec, frames: Iterable[tuple[np.ndarray, np.ndarray | Non
     try:
         write_atomically(spec.path, lambda handle: _write_video(av, handle, spec, frames, rate, audio_from))
     except (av.FFmpegError, ValueError) as error:
-        raise InputError(f"cannot write {name} with codec {spec.codec}: {' '.join(str(error).split())}") from None
+        text = getattr(error, "strerror", None) or " ".join(str(error).split())
+        raise InputError(f"cannot write {name} ({spec.format}, {spec.codec}): {text}") from None
     except OSError as error:
         raise InputError(f"cannot write {name}: {error.strerror or error}") from None
+
+
+def _may_have_alpha(pixel_format) -> bool:
+    """Whether frames of ``pixel_format`` can be transparent (an alpha plane, or a palette: GIF)."""
+    return bool(pixel_format.has_palette or any(getattr(c, "is_alpha", False) for c in pixel_format.components))
 
 
 def _u8(values: np.ndarray) -> np.ndarray:
@@ -282,7 +290,11 @@ def _add_audio(av, out, container_format: str, source: Path | None):
                     out.mux(packet)
 
         return write
-    audio_out = out.add_stream(fallback, rate=audio_in.codec_context.sample_rate)
+    rate = audio_in.codec_context.sample_rate
+    rates = av.codec.Codec(fallback, "w").audio_rates  # libopus: 8, 12, 16, 24 or 48 kHz only
+    if rates and rate not in rates:
+        rate = min(rates, key=lambda r: (r < rate, abs(r - rate)))
+    audio_out = out.add_stream(fallback, rate=rate)
 
     def transcode() -> None:
         with inp:
