@@ -349,35 +349,51 @@ def half_means(drawable, width, height):
 
 
 def scenario_regions():
-    """Paint by Region, run by a script: a photo layer over a gray one, two channels ("left" and
-    "right": the halves), painting A on the left, B on the right, the rest unchanged, with an
-    unrelated rectangular selection active. One new layer, no mask; everything else as it was.
-    Then two runs that fail before nst-core starts: a channel that does not exist, and the
-    (now empty) selection."""
+    """Paint by Region, run by a script: a photo layer over a "cutout" layer (half off the canvas,
+    its layer mask white on its right half: the image's left half) and a gray one, two channels
+    ("left" and "right": the halves) and an unrelated rectangular selection active.
+    1. Painting A on "left", B on "right", the rest unchanged: one new layer, no mask; everything
+       else as it was.
+    2. The cutout's layer mask with no painting (it keeps the photo), the rest painted with A:
+       the left half stays, the right half is painted.
+    3. Two runs that fail before nst-core starts: a channel that does not exist, the (now empty)
+       selection."""
     image = new_image(W, H)
     paper = add_layer(image, "paper", bytes([128, 128, 128, 255]) * (W * H), "R'G'B'A u8", False)
+    cutout = add_layer(image, "cutout", bytes([60, 60, 60, 255]) * (W * H), "R'G'B'A u8", False,
+                       offsets=(-(W // 2), 0))
     photo = add_layer(image, "photo", rgb_bytes(PHOTO), "R'G'B' u8", False)
     for name, x in (("left", 0), ("right", W // 2)):
         image.select_rectangle(Gimp.ChannelOps.REPLACE, x, 0, W // 2, H)
         Gimp.Selection.save(image).set_name(name)
+    # the cutout's mask: the image's left half, which is the RIGHT half of the layer's own pixels
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, W // 2, H)
+    cutout.add_mask(cutout.create_mask(Gimp.AddMaskType.SELECTION))
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 2, 3, 10, 7)
     channels = {channel.get_name(): pixels(channel, "Y u8") for channel in image.get_channels()}
     selection = pixels(image.get_selection(), "Y u8")
-    before = {"photo": pixels(photo), "paper": pixels(paper)}
+    keep = [paper, cutout, cutout.get_mask(), photo]
+    before = [pixels(drawable, "R'G'B'A u8") for drawable in keep]
     props = {"painting-1": SPEC["painting_a"], "region-1": "channel:left",
              "painting-2": SPEC["painting_b"], "region-2": "channel:right",
              "strength": 100.0, "iterations": SPEC["iterations"], "model": "vgg16"}
     result = run(image, [photo], REGIONS, **props)
     layers = image.get_layers()
-    facts = {"run": result, "layers": describe(image), "photo_unchanged": pixels(photo) == before["photo"],
-             "paper_unchanged": pixels(paper) == before["paper"],
+    facts = {"run": result, "layers": describe(image),
+             "others_unchanged": [pixels(drawable, "R'G'B'A u8") == data for drawable, data in zip(keep, before)],
              "channels_unchanged": {c.get_name(): pixels(c, "Y u8") for c in image.get_channels()} == channels,
              "selection_unchanged": pixels(image.get_selection(), "Y u8") == selection,
              "photo_halves": half_means(photo, W, H)}
-    if len(layers) == 3:
+    if len(layers) == 4:
         facts["new_halves"] = half_means(layers[0], W, H)
     proc = Gimp.get_pdb().lookup_procedure(REGIONS)
     facts["menu"] = {"label": proc.get_menu_label(), "paths": list(proc.get_menu_paths())}
+    rest = {**props, "painting-1": None, "region-1": "layer-mask:cutout", "painting-2": None, "region-2": "",
+            "rest": "paint", "rest-file": SPEC["painting_a"]}
+    facts["rest_run"] = run(image, [photo], REGIONS, **rest)
+    facts["rest_layers"] = describe(image)
+    if len(image.get_layers()) == 5:
+        facts["rest_halves"] = half_means(image.get_layers()[1], W, H)
     facts["missing_channel_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "channel:sky"})
     Gimp.Selection.none(image)
     facts["empty_selection_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "selection"})

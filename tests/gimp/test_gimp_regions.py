@@ -6,7 +6,8 @@ The image: a gray "paper" layer under the Tübingen photo, two saved selections 
 and "right": the image's halves) and an unrelated rectangular selection. Painting A (warm: reds
 and oranges) goes on "left", painting B (cold: blues and cyans) on "right", the rest unchanged.
 The run must add ONE layer, leave everything else as it was, and move each half's colours
-towards its own painting. Two more runs fail before nst-core starts (a channel that does not
+towards its own painting. A second run gives a layer mask (of a layer half off the canvas) no
+painting and paints the rest. Two more runs fail before nst-core starts (a channel that does not
 exist, an empty selection) and add nothing.
 
 ``NST_GIMP_TEST_CLI=PATH`` runs the plug-in with another nst-core (a stand-in while developing).
@@ -26,7 +27,7 @@ import harness  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 
-WIDTH, HEIGHT, ITERATIONS = 64, 48, 20
+WIDTH, HEIGHT, ITERATIONS = 64, 48, 12
 PROCEDURE = "python-fu-nst-region-style"
 
 
@@ -92,17 +93,17 @@ def test_the_entry_is_in_the_neural_style_submenu(regions):
 
 def test_two_channels_two_paintings_one_new_layer_and_nothing_else_changed(regions):
     assert regions["run"]["status"] == "success", regions["run"]
-    assert [layer["name"] for layer in regions["layers"]] == ["photo (warm + cold)", "photo", "paper"]
+    assert [layer["name"] for layer in regions["layers"]] == ["photo (warm + cold)", "photo", "cutout", "paper"]
     new = regions["layers"][0]
     assert (new["width"], new["height"], new["offsets"], new["mask"]) == (WIDTH, HEIGHT, [0, 0], False)
-    assert regions["photo_unchanged"] and regions["paper_unchanged"]
+    assert regions["others_unchanged"] == [True] * 4  # paper, cutout, its mask, photo
     assert regions["channels_unchanged"] and regions["selection_unchanged"]
     assert [name for name in regions["leftover_temp"] if name.startswith("nst-gimp-")] == []
 
 
 def test_the_command_gives_one_mask_per_painting_in_order(regions):
     runs = [line for line in regions["log"] if "run: " in line]
-    assert len(runs) == 1, regions["log"]
+    assert len(runs) == 2, regions["log"]  # two successful runs; the failing ones start no nst-core
     words = runs[0].split("run: ", 1)[1].split()
     masks = words[words.index("--masks") + 1].split(",")
     assert [Path(word).name for word in words[3:5]] == ["warm.png", "cold.png"]
@@ -110,19 +111,36 @@ def test_the_command_gives_one_mask_per_painting_in_order(regions):
     assert "--rest" not in words
 
 
-def test_each_half_moves_towards_its_own_painting(regions):
-    """The change of each half's mean colour, projected on the direction from the cold painting's
-    mean colour to the warm one's: the left half (warm) moves towards warm, the right towards cold."""
-    warm, cold = regions["warm"], regions["cold"]
-    axis = [w - c for w, c in zip(warm, cold)]
+def towards_warm(regions, halves):
+    """The change of each half's mean colour from the photo's, projected on the direction from the
+    cold painting's mean colour to the warm one's (RGB levels)."""
+    axis = [w - c for w, c in zip(regions["warm"], regions["cold"])]
     norm = sum(a * a for a in axis) ** 0.5
     shifts = []
     for side in (0, 1):
-        change = [n - p for n, p in zip(regions["new_halves"][side], regions["photo_halves"][side])]
-        shifts.append(sum(c * a for c, a in zip(change, axis)) / norm)
-    print(f"\nhalves' mean colours: photo {regions['photo_halves']}, result {regions['new_halves']}; "
-          f"moved towards warm (RGB levels): left {shifts[0]:+.1f}, right {shifts[1]:+.1f}")
-    assert shifts[0] > 20 and shifts[1] < -20, shifts  # measured: +76 and -69 RGB levels
+        change = [n - p for n, p in zip(regions[halves][side], regions["photo_halves"][side])]
+        shifts.append(round(sum(c * a for c, a in zip(change, axis)) / norm, 1))
+    print(f"\n{halves}: photo's halves {regions['photo_halves']}, result's {regions[halves]}; "
+          f"moved towards warm: left {shifts[0]:+.1f}, right {shifts[1]:+.1f} RGB levels")
+    return shifts
+
+
+def test_each_half_moves_towards_its_own_painting(regions):
+    left, right = towards_warm(regions, "new_halves")
+    assert left > 20 and right < -20, (left, right)  # measured: +46 and -48 RGB levels (12 steps)
+
+
+def test_a_layer_mask_without_a_painting_keeps_the_photo_and_the_rest_is_painted(regions):
+    """The cutout's layer mask (off the canvas by half its width) is the image's left half: with
+    no painting it keeps the photo; the rest (the right half) is painted with the warm painting."""
+    assert regions["rest_run"]["status"] == "success", regions["rest_run"]
+    names = [layer["name"] for layer in regions["rest_layers"]]
+    assert names == ["photo (warm + cold)", "photo (warm)", "photo", "cutout", "paper"]
+    left, right = towards_warm(regions, "rest_halves")
+    assert right > 20 and abs(left) < right / 3, (left, right)  # measured: right +33, left -0.2
+    runs = [line.split("run: ", 1)[1].split() for line in regions["log"] if "run: " in line]
+    words = runs[1]
+    assert words[3:5] == ["none", "--masks"] and Path(words[words.index("--rest") + 1]).name == "warm.png"
 
 
 def test_a_missing_channel_or_an_empty_selection_fails_before_nst_core_starts(regions):
@@ -130,7 +148,7 @@ def test_a_missing_channel_or_an_empty_selection_fails_before_nst_core_starts(re
     assert missing["status"] == "execution-error" and missing["message"] == "the image has no channel named 'sky'"
     assert empty["status"] == "execution-error"
     assert empty["message"] == "the selection covers nothing of the layer 'photo'", empty
-    assert regions["layers_after_errors"] == ["photo (warm + cold)", "photo", "paper"]
+    assert regions["layers_after_errors"] == ["photo (warm + cold)", "photo (warm)", "photo", "cutout", "paper"]
 
 
 # --- the dialog, in a real GIMP with its window (Xvfb), driven as in test_gimp_dialog.py ---------
