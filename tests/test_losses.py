@@ -10,6 +10,17 @@ def test_gram_matrix_is_an_average_of_outer_products():
     assert torch.allclose(gram_matrix(features)[0], flat @ flat.T / 30, atol=1e-5)
 
 
+def test_gram_matrix_of_channels_last_features_agrees_and_keeps_their_layout():
+    features = torch.rand(2, 5, 7, 6, dtype=torch.float64)
+    last = features.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    first = features.clone().requires_grad_(True)
+    assert torch.allclose(gram_matrix(last), gram_matrix(first), atol=1e-12)
+    gram_matrix(last).square().sum().backward()
+    gram_matrix(first).square().sum().backward()
+    assert torch.allclose(last.grad, first.grad, atol=1e-12)
+    assert last.grad.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_gram_normalization_same_texture_at_two_sizes_gives_close_style_loss():
     torch.manual_seed(0)
     tile = torch.randn(1, 8, 16, 16)
