@@ -1,0 +1,119 @@
+"""Time to the textbook baseline's quality over many photo–painting pairs (issue 17), in one run.
+
+The benchmark of ``run_benchmark.py`` on one pair, repeated over pairs: for each, the textbook
+baseline (``baseline.py``: fp32 L-BFGS, one scale, ``--baseline-evaluations`` evaluations) sets a
+target, the final loss of its image under the fixed evaluator (``evaluator.py``); each nst-core
+configuration is timed until its image reaches that target (snapshots every step, scored after
+the run; each job in its own process, peak RSS its own). Reported per configuration: the
+speed-up (baseline seconds / nst-core seconds to the target) of every pair, their **median** and
+**worst**, the steps each pair needed, and each run's peak RSS.
+
+The configurations are the defaults and the candidates ``--candidates`` names (step counts need
+no candidates: the steps each pair needed to reach the target say what the default must allow).
+
+Photos: tubingen (``../shared/images``) and scikit-image's astronaut, coffee and chelsea;
+paintings: starry_night, the_scream, shipwreck. ``--pairs 6`` takes six of the twelve so that
+every photo and every painting appears; ``--pairs 12`` takes all.
+
+    python -m benchmarks.pairs                          # 512 px, 6 pairs: ~2 h on 2 AVX2 cores
+    python -m benchmarks.pairs --size 256 --pairs 6     # ~30–40 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from .batch import make_photos
+from .run_benchmark import IMAGES, REPO, describe_machine, run_job, score_snapshots, time_to_reach
+
+PHOTO_NAMES = ("tubingen", "astronaut", "coffee", "chelsea")
+PAINTINGS = ("starry_night", "the_scream", "shipwreck")
+#: Six pairs in which every photo and every painting appears (the benchmark's own pair last).
+SIX = (("astronaut", "the_scream"), ("coffee", "shipwreck"), ("chelsea", "starry_night"),
+       ("tubingen", "the_scream"), ("astronaut", "shipwreck"), ("tubingen", "starry_night"))
+CANDIDATES = {
+    "default": {},
+    "adam": {"optimizer": "adam", "learning_rate": 0.02},
+    "coarse-to-fine": {"scales": 2, "coarse_iterations": 100},
+}
+
+
+def pairs(count: int) -> list[tuple[str, str]]:
+    if count <= len(SIX):
+        return list(SIX[:count])
+    rest = [(p, s) for p in PHOTO_NAMES for s in PAINTINGS if (p, s) not in SIX]
+    return [*SIX, *rest][:count]
+
+
+def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
+    from .evaluator import Evaluator
+    from .jobs import load_pair
+
+    spec = {"content": str(photo), "style": str(painting), "size": args.size, "device": "cpu"}
+    evaluator = Evaluator(*load_pair(spec), device="cpu")
+    baseline = run_job("baseline", {**spec, "evaluations": args.baseline_evaluations}, out / "baseline")
+    target = baseline["score"]["total"]
+    row = {"baseline_seconds": baseline["seconds"], "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+           "target": target, "nst": {}}
+    for name in args.candidates.split(","):
+        config = {"memory_format": "auto", "iterations": args.steps, **CANDIDATES[name]}
+        result = run_job("nst", {**spec, "config": config}, out / name)
+        curve = score_snapshots(result, out / name, evaluator)
+        reach = time_to_reach(curve, target)
+        steps = next((snap["step"] for snap, (_, loss) in zip(result["snapshots"], curve) if loss <= target), None)
+        row["nst"][name] = {"seconds_to_target": reach, "steps_to_target": steps,
+                            "speedup": baseline["seconds"] / reach if reach else None,
+                            "final_score": curve[-1][1], "seconds": result["seconds"],
+                            "peak_rss_mb": result["peak_rss_mb"], "info": result["info"]}
+    return row
+
+
+def summary(rows: list[dict], name: str) -> str:
+    speedups = [r["nst"][name]["speedup"] for r in rows]
+    reached = [s for s in speedups if s is not None]
+    steps = [r["nst"][name]["steps_to_target"] for r in rows if r["nst"][name]["steps_to_target"] is not None]
+    never = len(speedups) - len(reached)
+    median = statistics.median([s or 0.0 for s in speedups])  # a pair that never reaches counts as 0×
+    worst = min(s or 0.0 for s in speedups)
+    return (f"{name:15} median {median:.1f}×, worst {worst:.1f}×"
+            + (f" ({never} pair(s) never reached the target)" if never else "")
+            + (f"; steps to the target: median {statistics.median(steps):.0f}, max {max(steps)}" if steps else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--baseline-evaluations", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=100, help="nst-core's steps (enough to reach every target)")
+    parser.add_argument("--candidates", default="default", help=f"comma-separated, of: {', '.join(CANDIDATES)}")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pairs")
+    args = parser.parse_args(argv)
+    machine = describe_machine()
+    print(f"machine: {machine['cpu']} ({', '.join(machine['flags'])}), {machine['threads']} threads; "
+          f"{args.size} px, baseline {args.baseline_evaluations} evaluations", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        photos = dict(zip(PHOTO_NAMES, make_photos(Path(folder), len(PHOTO_NAMES))))
+        for photo, painting in pairs(args.pairs):
+            row = run_pair(photos[photo], IMAGES / f"{painting}.jpg", args, args.out / f"{photo}-{painting}")
+            rows.append({"photo": photo, "painting": painting, **row})
+            cells = ", ".join(
+                f"{name} {r['speedup']:.1f}× ({r['steps_to_target']} steps)" if r["speedup"] else f"{name} never"
+                for name, r in row["nst"].items())
+            print(f"{photo:>9} × {painting:12}: baseline {row['baseline_seconds']:.0f} s → {cells}", flush=True)
+    for name in args.candidates.split(","):
+        print(summary(rows, name))
+    (args.out / "results.json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows},
+                                                      indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
