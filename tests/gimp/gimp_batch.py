@@ -356,8 +356,8 @@ def scenario_regions():
        else as it was.
     2. The cutout's layer mask with no painting (it keeps the photo), the rest painted with A:
        the left half stays, the right half is painted.
-    3. Two runs that fail before nst-core starts: a channel that does not exist, the (now empty)
-       selection."""
+    3. Three runs that fail before nst-core starts: a channel that does not exist, the (now empty)
+       selection, a channel that covers nothing."""
     image = new_image(W, H)
     paper = add_layer(image, "paper", bytes([128, 128, 128, 255]) * (W * H), "R'G'B'A u8", False)
     cutout = add_layer(image, "cutout", bytes([60, 60, 60, 255]) * (W * H), "R'G'B'A u8", False,
@@ -397,6 +397,8 @@ def scenario_regions():
     facts["missing_channel_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "channel:sky"})
     Gimp.Selection.none(image)
     facts["empty_selection_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "selection"})
+    Gimp.Selection.save(image).set_name("nothing")  # a channel that covers nothing
+    facts["uncovered_run"] = run(image, [photo], REGIONS, **{**props, "region-2": "channel:nothing"})
     facts["layers_after_errors"] = [layer["name"] for layer in describe(image)]
     return facts
 

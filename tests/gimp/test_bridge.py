@@ -595,6 +595,8 @@ def test_region_problem_is_found_before_nst_core_starts(tmp_path):
     assert bridge.region_problem(keep, "paint", "") == "choose the painting for the rest"
     assert bridge.region_problem(keep, "paint", str(b)) == f"the painting {b} does not exist"
     assert bridge.region_problem(keep, "paint", str(a)) is None
+    assert bridge.region_problem(keep, "paint", str(a), selection_empty=True) == bridge.EMPTY_SELECTION
+    assert bridge.region_problem([bridge.Region(str(a), "channel:left")], selection_empty=True) is None
     assert bridge.region_problem(keep, "everything", str(a)).startswith("unknown rest 'everything'")
     assert bridge.rest_painting("paint", str(a)) == str(a)
     assert bridge.rest_painting("unchanged", str(a)) == ""

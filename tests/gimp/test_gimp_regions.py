@@ -7,8 +7,8 @@ and "right": the image's halves) and an unrelated rectangular selection. Paintin
 and oranges) goes on "left", painting B (cold: blues and cyans) on "right", the rest unchanged.
 The run must add ONE layer, leave everything else as it was, and move each half's colours
 towards its own painting. A second run gives a layer mask (of a layer half off the canvas) no
-painting and paints the rest. Two more runs fail before nst-core starts (a channel that does not
-exist, an empty selection) and add nothing.
+painting and paints the rest. Three more runs fail before nst-core starts (a channel that does not
+exist, an empty selection, an empty channel) and add nothing.
 
 ``NST_GIMP_TEST_CLI=PATH`` runs the plug-in with another nst-core (a stand-in while developing).
 """
@@ -143,11 +143,14 @@ def test_a_layer_mask_without_a_painting_keeps_the_photo_and_the_rest_is_painted
     assert words[3:5] == ["none", "--masks"] and Path(words[words.index("--rest") + 1]).name == "warm.png"
 
 
-def test_a_missing_channel_or_an_empty_selection_fails_before_nst_core_starts(regions):
+def test_a_missing_channel_an_empty_selection_or_an_empty_channel_fail_before_nst_core_starts(regions):
     missing, empty = regions["missing_channel_run"], regions["empty_selection_run"]
     assert missing["status"] == "execution-error" and missing["message"] == "the image has no channel named 'sky'"
     assert empty["status"] == "execution-error"
-    assert empty["message"] == "the selection covers nothing of the layer 'photo'", empty
+    assert empty["message"] == "the selection is empty: select an area, or choose another region", empty
+    uncovered = regions["uncovered_run"]
+    assert uncovered["status"] == "execution-error"
+    assert uncovered["message"] == "channel 'nothing' covers nothing of the layer 'photo'", uncovered
     assert regions["layers_after_errors"] == ["photo (warm + cold)", "photo (warm)", "photo", "cutout", "paper"]
 
 

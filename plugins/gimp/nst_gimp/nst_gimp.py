@@ -196,9 +196,10 @@ def _define_regions(procedure):
     _add_optimize_arguments(procedure)
 
 
-def _new_dialog(procedure, config, title):
+def _new_dialog(procedure, config, title, image=None):
     """A procedure dialog with a "style-problem" label and the function that keeps OK disabled,
-    with the reason shown, while no usable style is chosen (it returns the problem or None)."""
+    with the reason shown, while no usable style (or region) is chosen (it returns the problem or
+    None); ``image``: the image the regions are in (Paint by Region checks its selection)."""
     gi.require_version("GimpUi", "3.0")
     gi.require_version("Gtk", "3.0")
     from gi.repository import GimpUi, Gtk
@@ -212,7 +213,7 @@ def _new_dialog(procedure, config, title):
     check = _region_problem if method == "regions" else _style_problem
 
     def refresh(*_):
-        problem = check(config, Gimp.RunMode.INTERACTIVE, method)
+        problem = check(config, Gimp.RunMode.INTERACTIVE, method, image)
         problem_label.set_text(f"To start: {problem}" if problem else "")
         problem_label.set_visible(bool(problem))
         dialog.set_response_sensitive(Gtk.ResponseType.OK, problem is None)
@@ -259,7 +260,7 @@ def _show_region_dialog(procedure, config, image, drawables):
     user pressed OK."""
     from gi.repository import Gtk
 
-    dialog, refresh = _new_dialog(procedure, config, "Paint by Region")
+    dialog, refresh = _new_dialog(procedure, config, "Paint by Region", image)
     choices = bridge.region_choices([channel.get_name() for channel in image.get_channels()],
                                     [layer.get_name() for layer in _all_layers(image) if layer.get_mask() is not None],
                                     selection_empty=not _selection_active(image))
@@ -277,6 +278,9 @@ def _show_region_dialog(procedure, config, image, drawables):
             current = bridge.REGION_UNUSED
             config.set_property(name, current)
         combo.set_active(specs.index(current))
+        combo.set_tooltip_text(f"Where painting {number} goes: the current selection, a saved selection "
+                               "(Select > Save to Channel) or a layer's mask; with no painting, the region keeps "
+                               "the photo")
         combo.connect("changed", lambda box, name=name: config.set_property(name, specs[max(0, box.get_active())]))
         on = Gtk.Label(label="on")
         row.pack_start(on, False, False, 0)
@@ -514,11 +518,12 @@ def _region_settings(config):
     return regions, config.get_property("rest"), _path(config.get_property("rest-file"))
 
 
-def _region_problem(config, run_mode, method):
-    return bridge.region_problem(*_region_settings(config))
+def _region_problem(config, run_mode, method, image=None):
+    return bridge.region_problem(*_region_settings(config),
+                                 selection_empty=image is not None and not _selection_active(image))
 
 
-def _style_problem(config, run_mode, method):
+def _style_problem(config, run_mode, method, image=None):
     options = _options(config, run_mode, method)
     return bridge.style_problem(options.style, style_layer=config.get_property("style-layer") is not None,
                                 fast_model=options.fast_model,
@@ -610,7 +615,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, "no layer selected")
 
     options = _options(config, run_mode, method)
-    problem = (_region_problem if method == "regions" else _style_problem)(config, run_mode, method)
+    problem = (_region_problem if method == "regions" else _style_problem)(config, run_mode, method, image)
     if problem:
         return _error(procedure, problem)
     try:

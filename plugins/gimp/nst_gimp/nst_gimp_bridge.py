@@ -381,6 +381,7 @@ DEFAULT_REST = "unchanged"
 #: The CLI's painting for a region that keeps the photo.
 KEEP_PHOTO = "none"
 NO_REGION = "give a painting a region (a selection, a channel or a layer mask)"
+EMPTY_SELECTION = "the selection is empty: select an area, or choose another region"
 
 
 @dataclass(frozen=True)
@@ -431,9 +432,11 @@ def rest_painting(rest_mode: str, rest_file: str) -> str:
     return str(rest_file or "") if rest_mode == "paint" else ""
 
 
-def region_problem(regions: Sequence[Region], rest_mode: str = DEFAULT_REST, rest_file: str = "") -> str | None:
+def region_problem(regions: Sequence[Region], rest_mode: str = DEFAULT_REST, rest_file: str = "", *,
+                   selection_empty: bool = False) -> str | None:
     """Why a region run cannot start, in one line (the dialog shows it and keeps OK disabled;
-    scripts get it before nst-core starts); None when it can."""
+    scripts get it before nst-core starts); None when it can. ``selection_empty``: the image has
+    no selection (a problem when a region is the selection)."""
     if rest_mode not in REST_MODES:
         return f"unknown rest {rest_mode!r}; choose one of {', '.join(REST_MODES)}"
     if not regions:
@@ -445,6 +448,8 @@ def region_problem(regions: Sequence[Region], rest_mode: str = DEFAULT_REST, res
             return f"painting {number}: {error}"
         if region.painting and not os.path.isfile(region.painting):
             return f"the painting {region.painting} does not exist"
+        if region.region == REGION_SELECTION and selection_empty:
+            return EMPTY_SELECTION
     if rest_mode == "paint":
         if not rest_file:
             return "choose the painting for the rest"
