@@ -357,7 +357,9 @@ def config_from_args(args: argparse.Namespace, started: float = STARTED):
         style_strength=args.style_strength,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
-        **({"init": args.init} if args.init else {}),
+        # the preview preset starts from the instant result, which has one style everywhere: with
+        # masks it starts from the photo
+        **({"init": args.init} if args.init else {"init": "content"} if args.masks else {}),
         init_image=args.init_image,
         seed=args.seed,
         preserve_color=args.preserve_color,
