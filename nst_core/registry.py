@@ -64,6 +64,12 @@ class TileableLossTerm(LossTerm, Protocol):
     Its loss must be a function of statistics that add up over disjoint parts of the feature
     maps (see :mod:`nst_core.tiling`); the built-in content and style terms are such terms. A
     term that reads features without these methods works on images that fit in memory whole.
+
+    Two optional methods (any term): ``set_image_size(hw)``, called with the image's
+    ``(height, width)`` before each size's targets are set (the regions' masks are resized
+    there), and ``partial_style_statistics(features, part)``, a painting's statistics when they
+    differ from the output's (used when a painting is summed in tiles; default
+    ``partial_statistics``). See :mod:`nst_core.regions`.
     """
 
     #: Layers whose whole-image content features :meth:`set_content_targets` needs; when tiling,
