@@ -38,30 +38,39 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
 
 
-def _dis():
-    cv2 = require_video_extra()[1]
-    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+#: DIS presets: ``medium`` (variational refinement down to the finest scale; ~50 ms at 512×384
+#: on one busy core) measures; ``fast`` (~6 ms) is what the frame loop uses by default.
+PRESETS = ("fast", "medium")
 
 
-def flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def flow(source: np.ndarray, target: np.ndarray, *, preset: str = "medium") -> np.ndarray:
     """DIS flow from ``source`` to ``target``: ``source[y, x] ≈ target[y + v, x + u]``."""
-    return _dis().calc(_grey(source), _grey(target), None)
+    cv2 = require_video_extra()[1]
+    dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
+    return dis.calc(_grey(source), _grey(target), None)
 
 
-def warp(image: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``image`` sampled at each pixel plus ``offsets`` (bilinear; outside: the nearest edge)."""
+def warp(image: np.ndarray, offsets: np.ndarray, *, cubic: bool = True) -> np.ndarray:
+    """``image`` sampled at each pixel plus ``offsets`` (outside: the nearest edge).
+
+    Bicubic by default, kept in ``[0, 1]``: a painted frame is warped again and again as it is
+    carried along the clip, and bilinear sampling blurs its brush strokes each time (at 512 px,
+    Starry Night's style distance rose 20 % over 13 frames with bilinear, 9 % with bicubic).
+    ``cubic=False``: bilinear, unclipped (for flow fields).
+    """
     cv2 = require_video_extra()[1]
     height, width = offsets.shape[:2]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(np.ascontiguousarray(image, dtype=np.float32), xs + offsets[..., 0], ys + offsets[..., 1],
-                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(np.ascontiguousarray(image, dtype=np.float32), xs + offsets[..., 0], ys + offsets[..., 1],
+                       interpolation=cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(warped, 0.0, 1.0, out=warped) if cubic else warped
 
 
-def motion(previous: np.ndarray, current: np.ndarray) -> Motion:
+def motion(previous: np.ndarray, current: np.ndarray, *, preset: str = "medium") -> Motion:
     """The backward flow from ``current`` to ``previous`` and its occlusion mask."""
-    backward = flow(current, previous)
-    forward = flow(previous, current)
-    forward_there = warp(forward, backward)  # w̃: the forward flow where each pixel came from
+    backward = flow(current, previous, preset=preset)
+    forward = flow(previous, current, preset=preset)
+    forward_there = warp(forward, backward, cubic=False)  # w̃: the forward flow where each pixel came from
     disagreement = np.sum((forward_there + backward) ** 2, axis=2)
     tolerance = 0.01 * (np.sum(forward_there**2, axis=2) + np.sum(backward**2, axis=2)) + 0.5
     height, width = backward.shape[:2]
