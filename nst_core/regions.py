@@ -66,7 +66,8 @@ def stage_masks(regions: Sequence[Region], hw: tuple[int, int]) -> list[tuple[np
     rest_region = next((region for region in regions if region.mask is None), Region(mask=None, style=None))
     masks = [(mask, region.style, region.weight) for mask, region in given]
     rest = np.clip(1.0 - covered, 0.0, 1.0).astype(np.float32)
-    if float(rest.max()) > 1e-3:
+    rest[rest < 2 / 255] = 0.0  # masks that add up to 1 in 8 bits may leave 1/255 here and there
+    if float(rest.max()) > 0.0:
         masks.append((rest, rest_region.style, rest_region.weight))
     return masks
 
