@@ -170,6 +170,24 @@ def nst_command(clip: Path, painting: Path, out: Path) -> dict:
             "command": command}
 
 
+def temporal_overhead(inputs: list[np.ndarray], size: int, repeats: int = 3) -> dict:
+    """Seconds a frame that consistency adds to a one-pass method: the loop's flows (forward and
+    backward, its DIS preset), the occlusion check, warping the previous painted frame and the blend."""
+    from nst_core.video.loop import FLOW_PRESET
+
+    frames = [resize_to(frame, _fit(frame, size)) for frame in inputs[:8]]
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        for previous, current in zip(frames, frames[1:]):
+            moved = flow.motion(previous, current, preset=FLOW_PRESET)
+            blend = DEFAULT_TEMPORAL_WEIGHT * moved.mask[..., None]
+            _ = (current + blend * flow.warp(previous, moved.backward)) / (1.0 + blend)
+        times.append((time.perf_counter() - began) / (len(frames) - 1))
+    return {"median": float(np.median(times)), "min": float(min(times)), "max": float(max(times)),
+            "preset": FLOW_PRESET}
+
+
 def strip(rows: dict[str, list[np.ndarray]], start: int, count: int, path: Path, width: int = 256) -> None:
     from PIL import Image, ImageDraw
 
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimize-steps", type=int, default=8)
     parser.add_argument("--every", type=int, default=4, help="score every N-th frame (default 4)")
     parser.add_argument("--methods", default="instant,optimize,peer",
-                        help="of instant, fast, optimize, peer (default: fast left out: training takes long here)")
+                        help="of instant, fast, optimize, peer, overhead (default: fast left out: training takes long here)")
     parser.add_argument("--quick", action="store_true", help="128 px, 8 frames, 3 optimize frames of 3 steps")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--append", action="store_true", help="keep the rows of --out's results.json")
@@ -238,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             record(name, frames_in, frames_out, seconds)
     if "instant" in methods:
         report["nst_command"] = nst_command(clip, painting_path, args.out)
+    if "instant" in methods or "overhead" in methods:
+        report["temporal_overhead_seconds"] = temporal_overhead(inputs, args.size)
+        print(f"temporal consistency adds {report['temporal_overhead_seconds']['median']:.3f} s a frame", flush=True)
     if "peer" in methods:
         style, distance = peer_style(inputs[0], painting, scores.vgg16)
         report["peer_style"] = {"index": style, "style_distance_first_frame": distance}

@@ -171,12 +171,13 @@ class _Steps:
 
 
 def test_optimization_starts_from_the_warped_frame_with_a_temporal_loss(random_weights):
-    frames = pan_zoom(photo(), 3, (48, 64))
+    frames = pan_zoom(photo(), 3, (48, 64), pan=0.04, zoom=1.03)  # a slow pan: three frames only
     painting = data.coffee().astype(np.float32)[::8, ::8] / 255.0
     config = Config(size=64, iterations=3, model="vgg16", precision="fp32", memory_format="contiguous")
     free = [r.image for r in stylize_frames(frames, [painting], config=config, temporal_weight=0)]
     heard = _Steps()
-    held = [r.image for r in stylize_frames(frames, [painting], config=config, plugins=[heard])]
+    # a random network's 3 steps move far from any start: a strong weight shows the term at work
+    held = [r.image for r in stylize_frames(frames, [painting], config=config, plugins=[heard], temporal_weight=8)]
     assert "video_temporal" not in heard.losses[0] and all("video_temporal" in s for s in heard.losses[1:])
     assert mean_temporal_error(frames, held) < 0.8 * mean_temporal_error(frames, free)
 
