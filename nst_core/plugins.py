@@ -31,8 +31,8 @@ DISABLE_AUTOLOAD_ENV = "NST_CORE_DISABLE_PLUGIN_AUTOLOAD"
 #: Modules of nst-core that are plugins themselves, registered before any third-party plugin.
 BUILTIN_PLUGINS = (
     "nst_core.features",
-    "nst_core.losses",
-    "nst_core.regions",
+    "nst_core.regions",  # before losses: pluggy calls the last registered first, and the terms
+    "nst_core.losses",  # (and the losses of progress events) then come content, style, tv, regions
     "nst_core.color",
     "nst_core.init_methods",
     "nst_core.methods",

@@ -16,7 +16,7 @@ from nst_core.registry import ExtractorSpec
 def test_builtins_register_through_the_hooks():
     registries = build_registries(make_plugin_manager(load_entry_points=False))
     assert {"vgg16", "vgg19"} <= set(registries.extractors.names())
-    assert registries.losses.names() == ["content", "style", "tv"]
+    assert registries.losses.names() == ["content", "style", "tv", "regions"]
     assert "none" in registries.color_methods
     assert {"content", "noise", "image"} <= set(registries.init_methods.names())
 
