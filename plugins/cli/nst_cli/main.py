@@ -107,6 +107,7 @@ write DIR/NAME.png (--out-dir, --out-format); existing results are replaced, inp
 examples:
   nst-core run photo.jpg starry_night.jpg -o out.png --size 512
   nst-core run photo.jpg --fast-model starry_night -o out.png
+  nst-core run photo.jpg starry_night.jpg none --masks sky.png,faces.png -o out.png   # a style per region
   nst-core run frames/ --fast-model starry.nst --out-dir styled/ --out-format jpg
 """
 
