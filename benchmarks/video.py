@@ -213,11 +213,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="128 px, 8 frames, 3 optimize frames of 3 steps")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--append", action="store_true", help="keep the rows of --out's results.json")
+    parser.add_argument("--threads", type=int, help="PyTorch threads (default: PyTorch's); the rows' names say it")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.frames, args.optimize_frames, args.optimize_steps, args.every = 128, 8, 3, 3, 2
     args.out.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
+    threads = ""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        threads = f" ({args.threads} thread{'s' if args.threads > 1 else ''})"
     clip = make_clip(args.out, args.frames, args.size)
     inputs = decode(clip)
     painting_path = IMAGES / "starry_night.jpg"
@@ -226,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"machine": describe_machine(), "load_average_before": os.getloadavg(), "size": args.size,
                     "frames": len(inputs), "temporal_weight": DEFAULT_TEMPORAL_WEIGHT, "rows": {}}
     if args.append and (args.out / "results.json").is_file():  # add methods to an earlier run's rows
-        report["rows"] = json.loads((args.out / "results.json").read_text())["rows"]
+        earlier = json.loads((args.out / "results.json").read_text())
+        report = {**earlier, "appended": {"load_average_before": os.getloadavg(), "methods": args.methods,
+                                          "threads": args.threads}}
     outputs: dict[str, list[np.ndarray]] = {}
 
     def record(name: str, frames_in, frames_out, seconds: float | None, **extra) -> None:
@@ -252,13 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         frames_in = inputs[: args.optimize_frames] if method == "optimize" else inputs
         for weight in (0.0, DEFAULT_TEMPORAL_WEIGHT):
             frames_out, seconds = paint(frames_in, painting, configs[method], weight)
-            name = f"nst-core {method}, " + ("frame by frame" if weight == 0 else f"temporal weight {weight:g}")
+            name = f"nst-core {method}{threads}, " + ("frame by frame" if weight == 0 else f"temporal weight {weight:g}")
             record(name, frames_in, frames_out, seconds)
-    if "instant" in methods:
+    if "instant" in methods and not threads:
         report["nst_command"] = nst_command(clip, painting_path, args.out)
     if "instant" in methods or "overhead" in methods:
-        report["temporal_overhead_seconds"] = temporal_overhead(inputs, args.size)
-        print(f"temporal consistency adds {report['temporal_overhead_seconds']['median']:.3f} s a frame", flush=True)
+        report[f"temporal_overhead_seconds{threads}"] = temporal_overhead(inputs, args.size)
+        print(f"temporal consistency adds {report[f'temporal_overhead_seconds{threads}']['median']:.3f} s a frame",
+              flush=True)
     if "peer" in methods:
         style, distance = peer_style(inputs[0], painting, scores.vgg16)
         report["peer_style"] = {"index": style, "style_distance_first_frame": distance}
@@ -267,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             fps = info["fps_processed"]
             record(f"{PEER} 0.1.0 (style {style}), smooth {smooth:g}", inputs, frames_out,
                    len(frames_out) / fps if fps else None, **info)
-    report["load_average_after"] = os.getloadavg()
+    report["appended" if args.append else "load_average_after"] = {**report.get("appended", {}),
+                                                                    "load_average_after": os.getloadavg()} \
+        if args.append else os.getloadavg()
     (args.out / "results.json").write_text(json.dumps(report, indent=1, default=str))
     rows = {"input": inputs}
     for name in report["rows"]:
