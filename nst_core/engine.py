@@ -65,7 +65,7 @@ def _stylize(content: Any, styles: Sequence[Any], config: Config, run: RunContex
 
         if not getattr(method, "supports_regions", False):
             raise InputError(f"the {config.method} method paints one style everywhere; for a style per region "
-                             f"(a painting per mask) use {setting('method')} optimize")
+                             f"(a painting per mask) use {setting('method')} optimize or instant")
         check_region_styles(config.regions, len(styles))
     result = method.run(content, styles, config=config, run=run)
     run.hook.nst_result(result=result)

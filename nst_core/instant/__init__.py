@@ -16,6 +16,7 @@ Functions on arrays (images ``H×W×3`` float32 in ``[0, 1]``)::
     vector = instant.with_strength(painting, photo, 0.8)        # 0: the photo's style … 1: the painting's
     vector = instant.mix_vectors([v1, v2], [0.7, 0.3])          # several paintings
     result = instant.stylize_instant_array(photo_array, vector, max_memory=2**30)
+    result = instant.stylize_instant_regions(photo_array, [(v1, sky), (None, faces)])  # a style per region
 
 The transformer runs at the photo's own size; above ``max_memory`` it runs in tiles with
 normalization statistics from a smaller whole pass (:mod:`.tiles`). The networks are read
@@ -23,7 +24,8 @@ once per process and device (:func:`load_networks`), so a long-lived process pay
 """
 
 from .predictor import STYLE_DIM, STYLE_SIDE, StylePredictor
-from .stylize import PRECISIONS, compute_dtype, mix_vectors, style_vector, stylize_instant_array, with_strength
+from .stylize import (PRECISIONS, compute_dtype, mix_vectors, style_vector, stylize_instant_array,
+                      stylize_instant_regions, with_strength)
 from .tiles import Plan, plan
 from .transformer import Transformer, transform
 from .weights import load_predictor, load_transformer
@@ -52,6 +54,7 @@ __all__ = [
     "plan",
     "style_vector",
     "stylize_instant_array",
+    "stylize_instant_regions",
     "transform",
     "with_strength",
 ]

@@ -14,7 +14,7 @@ from ..memory import default_budget
 from ..precision import fast_bf16
 from . import tiles
 from .predictor import STYLE_DIM, STYLE_SIDE
-from .transformer import transform
+from .transformer import spatial_style, transform
 from .weights import load_predictor, load_transformer
 
 #: What ``precision`` may be, and the dtype each computes in (``auto``: fp32; the network is
@@ -119,17 +119,97 @@ def stylize_instant_array(
     :return: ``H×W×3`` float32 in ``[0, 1]``.
     """
     values = _image(content, "photo")
+    vector = torch.as_tensor(vector, dtype=torch.float32).reshape(STYLE_DIM)
+    return _paint(values, lambda net, padded_hw: net.style_parameters(vector), device=device, precision=precision,
+                  max_memory=max_memory, on_tile=on_tile)
+
+
+#: Working memory a style per pixel adds to a pass, bytes per pixel besides the masks' own
+#: (estimated: the largest layer's ``gamma`` and ``beta`` maps, 8 channels each in float32).
+REGION_BYTES_PER_PIXEL = 64
+
+
+def stylize_instant_regions(
+    content: np.ndarray,
+    regions: Sequence[tuple[torch.Tensor | None, np.ndarray]],
+    *,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    max_memory: int | None = None,
+    on_tile: tiles.TileCallback | None = None,
+) -> np.ndarray:
+    """Paint ``content`` with a style per region: ``regions`` are ``(vector, mask)`` pairs, each
+    mask ``H×W`` in ``[0, 1]`` at the photo's size; a ``None`` vector keeps the photo there.
+
+    The painting regions' vectors are mixed per pixel (:class:`~nst_core.instant.transformer.
+    SpatialStyle`): at every conditional instance normalization ``gamma`` and ``beta`` are the
+    masks' mix of the regions' own, the masks pooled to the layer's resolution and divided by
+    their sum where they cover. Pixels no painting region covers are painted with the painting
+    regions' mix by their areas. A region that keeps the photo is then simply composited back:
+    the result is ``painted · (1 − k) + photo · k`` with ``k`` the kept regions' mask share
+    (:func:`kept_share`), exact wherever a kept mask is 1. Tiles (above ``max_memory``) cut the
+    masks like the photo. Other parameters as :func:`stylize_instant_array`.
+    """
+    values = _image(content, "photo")
+    painting = [(torch.as_tensor(v, dtype=torch.float32).reshape(STYLE_DIM), _region_mask(m, values.shape[:2]))
+                for v, m in regions if v is not None]
+    if not painting:
+        raise ConfigError("every region keeps the photo: give at least one region a style vector")
+    masks = np.stack([mask for _, mask in painting], axis=2)
+    areas = torch.tensor([float(mask.sum()) for _, mask in painting]) + 1e-6
+
+    def style_of(net, padded_hw):
+        weights = torch.from_numpy(np.ascontiguousarray(_pad(masks, padded_hw))).to(net.expand["conv3"].weight.device)
+        return spatial_style([net.style_parameters(v) for v, _ in painting], weights, areas)
+
+    painted = _paint(values, style_of, device=device, precision=precision, max_memory=max_memory, on_tile=on_tile,
+                     extra_bytes_per_pixel=REGION_BYTES_PER_PIXEL + 4 * len(painting))
+    return composite_kept(painted, values, regions)
+
+
+def kept_share(regions: Sequence[tuple[object, np.ndarray]], hw: tuple[int, int]) -> np.ndarray | None:
+    """The share of the photo kept at each pixel (``H×W``): the kept regions' masks (vector
+    ``None``) over the sum of all masks where that is above 1; ``None`` if no region keeps the photo."""
+    masks = [(_region_mask(mask, hw), vector is None) for vector, mask in regions]
+    if not any(kept for _, kept in masks):
+        return None
+    kept = sum(mask for mask, is_kept in masks if is_kept)
+    return kept / np.maximum(1.0, sum(mask for mask, _ in masks))
+
+
+def composite_kept(image: np.ndarray, photo: np.ndarray, regions: Sequence[tuple[object, np.ndarray]]) -> np.ndarray:
+    """``image`` with the photo put back where ``regions`` keep it (:func:`kept_share`)."""
+    share = kept_share(regions, image.shape[:2])
+    if share is None:
+        return image
+    share = share[..., None].astype(np.float32)
+    return np.ascontiguousarray(image * (1.0 - share) + np.asarray(photo, np.float32) * share, dtype=np.float32)
+
+
+def _region_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    values = np.asarray(mask, dtype=np.float32)
+    if values.shape != tuple(hw):
+        raise InputError(f"a region's mask is {values.shape}, the photo {tuple(hw)}: resize it to the photo's size")
+    if not np.isfinite(values).all():
+        raise InputError("a region's mask holds NaN or infinite values")
+    return np.clip(values, 0.0, 1.0)
+
+
+def _paint(values: np.ndarray, style_of, *, device: torch.device | str, precision: str, max_memory: int | None,
+           on_tile: tiles.TileCallback | None, extra_bytes_per_pixel: float = 0.0) -> np.ndarray:
+    """The transformer over ``values`` with the style ``style_of(net, padded_hw)``, whole or in tiles."""
     device = _device(device)
     dtype = compute_dtype(precision, device)
     budget = default_budget(device) if max_memory is None else int(max_memory)
     if budget <= 0:
         raise ConfigError(f"{setting('max_memory')} must be positive, not {max_memory}")
     height, width = values.shape[:2]
-    the_plan = tiles.plan((height, width), budget)
+    the_plan = tiles.plan((height, width), budget,
+                          bytes_per_pixel=tiles.PASS_BYTES_PER_PIXEL + extra_bytes_per_pixel)
     padded = _pad(values, the_plan.padded_hw)
     net = load_transformer(device)
     with torch.inference_mode():
-        style = net.style_parameters(torch.as_tensor(vector, dtype=torch.float32).reshape(STYLE_DIM).to(device))
+        style = style_of(net, the_plan.padded_hw)
         if the_plan.tiled:
             out = tiles.run_tiled(net, padded, style, the_plan, dtype=dtype, device=device, on_tile=on_tile)
         else:

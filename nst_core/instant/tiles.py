@@ -31,7 +31,7 @@ import torch
 
 from ..image import long_side_size, resize_to
 from ..parts import grid, largest_outer_side
-from .transformer import RECEPTIVE_RADIUS, STRIDE, Statistics, StyleParameters, Transformer, transform
+from .transformer import RECEPTIVE_RADIUS, STRIDE, SpatialStyle, Statistics, StyleParameters, Transformer, transform
 
 #: Working memory of a whole pass, bytes per pixel (fp32; measured 144–156, see the module doc).
 PASS_BYTES_PER_PIXEL = 160
@@ -98,21 +98,25 @@ def plan(hw: tuple[int, int], budget: int, *, bytes_per_pixel: float = PASS_BYTE
     return Plan(padded_hw=(height, width), core=core, halo=HALO, statistics_hw=statistics_hw, estimate=estimate)
 
 
-def run_tiled(net: Transformer, padded: np.ndarray, style: StyleParameters, the_plan: Plan, *,
+def run_tiled(net: Transformer, padded: np.ndarray, style: StyleParameters | SpatialStyle, the_plan: Plan, *,
               dtype: torch.dtype, device: torch.device, on_tile: TileCallback | None = None,
               statistics: Statistics | None = None) -> np.ndarray:
     """The transformer over ``padded`` (``H×W×3``, sides multiples of the stride) in the tiles of
-    ``the_plan``, normalized with ``statistics`` (by default those of its statistics pass)."""
+    ``the_plan``, normalized with ``statistics`` (by default those of its statistics pass). A
+    :class:`~nst_core.instant.transformer.SpatialStyle` (the photo's size) is cut like the photo:
+    each tile gets its box of the masks, the statistics pass the masks resized to its size."""
     height, width = padded.shape[:2]
     out = np.empty((height, width, 3), dtype=np.float32)
     if statistics is None:
-        statistics = measure_statistics(net, resize_to(padded, the_plan.statistics_hw), style, dtype=dtype,
+        small = style.resized(the_plan.statistics_hw) if isinstance(style, SpatialStyle) else style
+        statistics = measure_statistics(net, resize_to(padded, the_plan.statistics_hw), small, dtype=dtype,
                                         device=device)
     parts = grid((height, width), core=the_plan.core, halo=the_plan.halo, offset=(0, 0),
                  strides={"image": 1, "network": STRIDE})
     for done, part in enumerate(parts, start=1):
         top, bottom, left, right = part.outer
-        tile = transform(net, _as_image(padded[top:bottom, left:right], device), style,
+        tile_style = style.crop(top, bottom, left, right) if isinstance(style, SpatialStyle) else style
+        tile = transform(net, _as_image(padded[top:bottom, left:right], device), tile_style,
                          statistics=statistics, dtype=dtype)
         core_top, core_bottom, core_left, core_right = part.core
         out[core_top:core_bottom, core_left:core_right] = tile[
@@ -123,8 +127,8 @@ def run_tiled(net: Transformer, padded: np.ndarray, style: StyleParameters, the_
     return out
 
 
-def measure_statistics(net: Transformer, image: np.ndarray, style: StyleParameters, *, dtype: torch.dtype,
-                       device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def measure_statistics(net: Transformer, image: np.ndarray, style: StyleParameters | SpatialStyle, *,
+                       dtype: torch.dtype, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Every normalized layer's statistics on ``image`` (``H×W×3``, sides multiples of the stride), whole."""
     statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     transform(net, _as_image(image, device), style, record=statistics, dtype=dtype)

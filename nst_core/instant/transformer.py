@@ -34,7 +34,8 @@ oneDNN calls) is in :mod:`nst_core.instant.ops`; the result is the same network 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,108 @@ NORM_LAYERS = (
 Statistics = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 #: Per layer, ``(gamma, beta)``, float32 vectors of the layer's channels: what the style vector sets.
 StyleParameters = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+#: Per normalized layer, its resolution's stride relative to the input image (the residual blocks
+#: work at a quarter of it; the expanding layers' outputs are at a half, then the full size).
+LAYER_STRIDES = {**{layer: 4 for layer in NORM_LAYERS[:2 * RESIDUAL_BLOCKS]},
+                 "expand/conv1/conv": 2, "expand/conv2/conv": 1, "expand/conv3/conv": 1}
+#: The expanding layers' outputs are held as phase maps (:mod:`nst_core.instant.ops`).
+_PHASE_LAYERS = frozenset(NORM_LAYERS[2 * RESIDUAL_BLOCKS:])
+
+
+@dataclass(frozen=True)
+class SpatialStyle:
+    """A style per pixel: several styles' ``(gamma, beta)`` mixed by soft masks.
+
+    At every conditional normalization the per-pixel ``gamma`` and ``beta`` are
+    ``Σ_k w_k(x, y) · gamma_k`` and ``Σ_k w_k(x, y) · beta_k``, with the masks ``w_k`` averaged over
+    the layer's ``stride × stride`` blocks (:data:`LAYER_STRIDES`) and divided by their sum
+    where they cover (Dumoulin et al. 2017, Ghiasi et al. 2017 mix styles in space this way);
+    pixels no mask covers take the fixed mix ``rest``. Since ``gamma`` and ``beta`` are linear in
+    the style vector, this is the network run with the masks' mix of the style vectors at every pixel.
+
+    :param styles: one :data:`StyleParameters` per style (:meth:`Transformer.style_parameters`).
+    :param weights: ``H×W×K`` float32 masks at the input's resolution (``K`` = number of styles).
+    :param rest: ``K`` weights (summing to 1) for pixels no mask covers.
+
+    Blocks are aligned on the image's origin, so a crop on multiples of :data:`STRIDE`
+    (:meth:`crop`, as tiles are cut) pools exactly as the whole image does.
+    """
+
+    styles: tuple[StyleParameters, ...]
+    weights: torch.Tensor
+    rest: torch.Tensor
+
+    def crop(self, top: int, bottom: int, left: int, right: int) -> SpatialStyle:
+        """The same style for the image's ``[top:bottom, left:right]`` (edges on multiples of :data:`STRIDE`)."""
+        return SpatialStyle(self.styles, self.weights[top:bottom, left:right], self.rest)
+
+    def resized(self, hw: tuple[int, int]) -> SpatialStyle:
+        """The same style for the image resized to ``hw`` (the masks resized as the image is)."""
+        from ..image import resize_to
+
+        weights = torch.from_numpy(resize_to(self.weights.cpu().numpy(), hw)).to(self.weights.device)
+        return SpatialStyle(self.styles, weights, self.rest)
+
+    def layer_maps(self, hw: tuple[int, int]) -> Mapping[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{layer: (gamma map, beta map)}`` for an ``hw`` input, made when a layer asks for it:
+        see :func:`style_maps`."""
+        return _LazyMaps(self, hw)
+
+
+def style_maps(style: SpatialStyle, layer: str, hw: tuple[int, int], *,
+               pooled: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer``'s per-pixel ``gamma`` and ``beta`` for an ``hw`` input, as ``1×C×h×w``
+    channels-last float32 maps laid out as the layer's output is (phase maps for the expanding
+    layers). ``pooled`` caches the normalized masks per stride between layers."""
+    stride = LAYER_STRIDES[layer]
+    if style.weights.shape[:2] != tuple(hw):
+        raise ValueError(f"the style's masks are {tuple(style.weights.shape[:2])}, the image {tuple(hw)}")
+    pooled = {} if pooled is None else pooled
+    if stride not in pooled:
+        weights = style.weights.float().contiguous()  # h×w×K: a channels-last 1×K×h×w map
+        if stride > 1:
+            weights = F.avg_pool2d(weights.permute(2, 0, 1)[None], stride, stride)[0].permute(1, 2, 0).contiguous()
+        total = weights.sum(dim=2, keepdim=True)
+        mixed = weights / total.clamp(min=1e-6)
+        uncovered = total[..., 0] <= 1e-6
+        if bool(uncovered.any()):
+            mixed[uncovered] = style.rest.to(mixed)
+        pooled[stride] = mixed
+    weights = pooled[stride]
+    h, w, k = weights.shape
+    maps = []
+    for index in (0, 1):  # gamma, beta
+        values = torch.stack([s[layer][index].float() for s in style.styles]).to(weights.device)  # K×C
+        full = (weights.view(h * w, k) @ values).view(h, w, -1)
+        if layer in _PHASE_LAYERS:  # Z[(2r + s)·C + c, i, j] = X[c, 2i + r, 2j + s]
+            c = full.shape[2]
+            full = full.view(h // 2, 2, w // 2, 2, c).permute(0, 2, 1, 3, 4).reshape(h // 2, w // 2, 4 * c)
+        maps.append(full.permute(2, 0, 1)[None])  # a channels-last view
+    return maps[0], maps[1]
+
+
+class _LazyMaps(Mapping):
+    """:func:`style_maps` per layer, on demand (a layer's maps live only while it runs)."""
+
+    def __init__(self, style: SpatialStyle, hw: tuple[int, int]) -> None:
+        self.style, self.hw, self.pooled = style, hw, {}
+
+    def __getitem__(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return style_maps(self.style, layer, self.hw, pooled=self.pooled)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(NORM_LAYERS)
+
+    def __len__(self) -> int:
+        return len(NORM_LAYERS)
+
+
+def spatial_style(styles: Sequence[StyleParameters], masks: torch.Tensor, rest: torch.Tensor) -> SpatialStyle:
+    """A :class:`SpatialStyle` from styles and their ``H×W×K`` masks (checked)."""
+    if masks.dim() != 3 or masks.shape[2] != len(styles) or not styles:
+        raise ValueError(f"expected H×W×{len(styles)} masks, not of shape {tuple(masks.shape)}")
+    rest = torch.as_tensor(rest, dtype=torch.float32).reshape(len(styles))
+    return SpatialStyle(tuple(styles), masks.float(), rest / rest.sum())
 
 
 def norm_key(layer: str) -> str:
@@ -174,7 +277,7 @@ def _kernels(net: Transformer, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 def transform(
     net: Transformer,
     images: torch.Tensor,
-    style: StyleParameters,
+    style: StyleParameters | SpatialStyle,
     *,
     statistics: Statistics | None = None,
     record: MutableMapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -183,7 +286,8 @@ def transform(
 ) -> torch.Tensor:
     """Stylize one image: ``1×3×H×W`` in ``[0, 1]``, sides multiples of :data:`STRIDE`, at least 8.
 
-    :param style: from :meth:`Transformer.style_parameters`.
+    :param style: from :meth:`Transformer.style_parameters`, or a :class:`SpatialStyle` of the
+        image's size (a style per pixel).
     :param statistics: normalize with these per-layer ``(mean, inverse standard deviation)``
         instead of the image's own; each normalization is then folded into its convolution.
     :param record: filled with each layer's ``(mean, inverse standard deviation)`` of this pass
@@ -198,6 +302,8 @@ def transform(
     if height % STRIDE or width % STRIDE or min(height, width) < 2 * STRIDE:
         raise ValueError(f"image sides must be multiples of {STRIDE} and at least {2 * STRIDE}, not {height}×{width}")
     k = net.kernels(dtype)
+    if isinstance(style, SpatialStyle):
+        style = style.layer_maps((height, width))
     layers = _NormalizedLayers(style, statistics, record)
 
     h = ops.pad_into(images.to(dtype), 4)
@@ -238,8 +344,12 @@ class _NormalizedLayers:
                   activation: str | None = None, add: torch.Tensor | None = None, phases: int = 1,
                   out: torch.Tensor | None = None) -> torch.Tensor:
         """``activation(CIN(conv(x))) [+ add]`` for padded ``x``; ``phases`` = 4 for phase maps;
-        written into ``out`` if given."""
+        written into ``out`` if given. ``gamma`` and ``beta`` are per-channel vectors, or per-pixel
+        maps (:func:`style_maps`): then the map is normalized, and scaled and shifted after."""
         gamma, beta = self.style[layer]
+        if gamma.dim() > 1:
+            return self._spatial(x, weight, bias, layer, gamma, beta, activation=activation, add=add, phases=phases,
+                                 out=out)
         if self.statistics is not None:  # y·scale + shift per channel: fold it into the convolution
             mean, inverse_std = self.statistics[layer]
             scale = (gamma * inverse_std).repeat(phases)
@@ -252,6 +362,32 @@ class _NormalizedLayers:
                                                  out=out)
         if self.record is not None:
             self.record[layer] = (mean, inverse_std)
+        if add is not None:
+            return y.add_(add)
+        if activation == "relu":
+            return y.relu_()
+        return y.sigmoid_() if activation == "sigmoid" else y
+
+    def _spatial(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, layer: str,
+                 gamma: torch.Tensor, beta: torch.Tensor, *, activation: str | None, add: torch.Tensor | None,
+                 phases: int, out: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`conv_norm` with per-pixel ``gamma`` and ``beta`` maps."""
+        if self.statistics is not None:  # the normalization alone folds into the convolution
+            mean, inverse_std = self.statistics[layer]
+            scale = inverse_std.repeat(phases)
+            shift = (-mean * inverse_std).repeat(phases)
+            folded_bias = shift if bias is None else bias.float() * scale + shift
+            y = ops.conv(x, weight * scale.to(weight.dtype).reshape(-1, 1, 1, 1), folded_bias.to(weight.dtype))
+            if out is not None:
+                y = out.copy_(y)
+        else:
+            channels = gamma.shape[1] // phases
+            ones = torch.ones(channels, dtype=torch.float32, device=x.device)
+            y, mean, inverse_std = ops.instance_norm(ops.conv(x, weight, bias), ones, torch.zeros_like(ones),
+                                                     eps=EPSILON, phases=phases, out=out)
+            if self.record is not None:
+                self.record[layer] = (mean, inverse_std)
+        y.mul_(gamma.to(y.dtype)).add_(beta.to(y.dtype))
         if add is not None:
             return y.add_(add)
         if activation == "relu":

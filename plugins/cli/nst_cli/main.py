@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="0: the painting's colours ... 1: the photo's colours fully kept "
                            f"(default {defaults.color_strength:g})")
 
-    regions = run.add_argument_group("a style per region (Gatys et al. 2017, guided Gram matrices)")
+    regions = run.add_argument_group("a style per region (Gatys et al. 2017, guided Gram matrices; "
+                                     "--method instant: style vectors mixed per pixel)")
     regions.add_argument("--masks", type=mask_list, metavar="MASK,MASK",
                          help="one mask per STYLE, in order (grayscale, RGB luminance or a PNG's alpha; soft "
                               "edges blend the styles); a STYLE named 'none' keeps the photo in its mask "
