@@ -11,12 +11,16 @@ trained once per style, then one pass per photo; training and models are in
 :mod:`nst_core.fast`), or a plugin's method.
 """
 
-from .config import Config
-from .engine import stylize, stylize_files
-from .errors import ConfigError, InputError, NstError, OptimizationError, PluginError, WeightsError
-from .hookspecs import hookimpl, hookspec
-from .masks import Mask, Region, load_mask
-from .records import Progress, Result
+from .openmp import prefer_passive_waits
+
+prefer_passive_waits()  # before anything below imports PyTorch
+
+from .config import Config  # noqa: E402
+from .engine import stylize, stylize_files  # noqa: E402
+from .errors import ConfigError, InputError, NstError, OptimizationError, PluginError, WeightsError  # noqa: E402
+from .hookspecs import hookimpl, hookspec  # noqa: E402
+from .masks import Mask, Region, load_mask  # noqa: E402
+from .records import Progress, Result  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,137 @@
+"""How PyTorch's threads wait, on a quiet and on a busy machine: OpenMP's ``OMP_WAIT_POLICY``.
+
+PyTorch's CPU threads are OpenMP threads. By default a thread that has finished its share of an
+operation spins for a while waiting for the next one; on a shared 2-core host whose other
+processes want the cores, spinning threads take turns away from the ones with work, and a
+2-thread run can be several times slower than a 1-thread run. ``OMP_WAIT_POLICY=PASSIVE`` makes
+them sleep instead. nst-core sets it (unless it is set already) before PyTorch loads
+(:mod:`nst_core.openmp`); this benchmark measures what that changes.
+
+Each configuration runs in its own process (the policy is read once, when OpenMP loads), in
+alternation, ``--repeats`` times, each timing:
+
+* the instant method on a 512-px and a 1024-px photo (median of 5 passes);
+* one optimization step at 384 px (fp32, median of steps 2–6).
+
+with and without ``--busy N`` processes that spin on the cores alongside (a neighbour).
+
+    python -m benchmarks.wait_policy                    # quiet and with 2 busy neighbours (~5 min)
+    python -m benchmarks.wait_policy --busy 0,2,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .run_benchmark import IMAGES, REPO
+
+#: The child loads PyTorch before nst-core, so that nst-core's own setting does not apply: ``None``
+#: is OpenMP's default (spin a while, then sleep).
+POLICIES = {"OpenMP's default": None, "passive (nst-core's)": "PASSIVE"}
+
+
+def child() -> None:
+    """Run in a child process: the timings, as one JSON line."""
+    import torch  # before nst-core: OpenMP reads its policy from the environment as it loads
+
+    import numpy as np
+
+    from nst_core import Config, hookimpl, stylize
+    from nst_core.image import load_image
+
+    photo = load_image(IMAGES / "tubingen.jpg").rgb
+    painting = load_image(IMAGES / "starry_night.jpg").rgb
+    timings = {"threads": torch.get_num_threads()}
+    for size in (512, 1024):
+        config = Config(method="instant", size=size)
+        stylize(photo, [painting], config=config)
+        runs = []
+        for _ in range(5):
+            began = time.perf_counter()
+            stylize(photo, [painting], config=config)
+            runs.append(time.perf_counter() - began)
+        timings[f"instant {size} px"] = statistics.median(runs)
+
+    class Clock:
+        ends: list[float] = []
+
+        @hookimpl
+        def nst_progress(self, progress) -> None:
+            self.ends.append(time.perf_counter())
+
+    clock = Clock()
+    stylize(photo, [painting], config=Config(size=384, iterations=6, precision="fp32", memory_format="contiguous"),
+            plugins=[clock])
+    timings["optimize step 384 px"] = statistics.median(np.diff(clock.ends))
+    print(json.dumps(timings), flush=True)
+
+
+def spin(stop) -> None:
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+def run_child(policy: str | None) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    done = subprocess.run([sys.executable, "-m", "benchmarks.wait_policy", "--child"], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--busy", default="0,2", help="numbers of spinning neighbour processes (comma-separated)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "wait_policy")
+    args = parser.parse_args(argv)
+    if args.child:
+        child()
+        return 0
+    from .run_benchmark import describe_machine
+
+    machine = describe_machine()
+    print(f"machine: {machine['cpu']} ({', '.join(machine['flags'])}), {machine['cores']} cores", flush=True)
+    results = []
+    for busy in (int(b) for b in args.busy.split(",")):
+        stop = multiprocessing.Event()
+        neighbours = [multiprocessing.Process(target=spin, args=(stop,), daemon=True) for _ in range(busy)]
+        for process in neighbours:
+            process.start()
+        try:
+            runs: dict[str, list[dict]] = {label: [] for label in POLICIES}
+            for _ in range(args.repeats):
+                for label, policy in POLICIES.items():
+                    runs[label].append(run_child(policy))
+        finally:
+            stop.set()
+            for process in neighbours:
+                process.join()
+        for label, timings in runs.items():
+            row = {"busy": busy, "policy": label}
+            for key in timings[0]:
+                if key != "threads":
+                    values = [t[key] for t in timings]
+                    row[key] = values
+            results.append(row)
+            cells = "  ".join(f"{key} {statistics.median(v):.3f} s ({min(v):.3f}–{max(v):.3f})"
+                              for key, v in row.items() if isinstance(v, list))
+            print(f"{busy} busy  {label:24} {cells}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"machine": machine, "rows": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
