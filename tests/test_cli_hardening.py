@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,10 +140,23 @@ def test_a_nan_loss_advises_what_the_optimizer_can_use():
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def _wait_for_signal_handlers(pid: int, timeout: float = 30.0) -> None:
+    """Until process ``pid`` catches SIGTERM (Python does not by default; nst-core's main() does
+    first thing): a fixed sleep raced the interpreter's own start on a busy machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.01)
+    raise AssertionError("nst-core never installed its signal handlers")
+
+
 def test_a_signal_during_start_up_exits_with_one_line(small_files, tmp_path, signum, code):
     proc = subprocess.Popen([str(NST_CORE), "run", *map(str, small_files), "-o", str(tmp_path / "o.png")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.6)  # importing PyTorch takes seconds
+    _wait_for_signal_handlers(proc.pid)  # main() has begun; importing PyTorch takes seconds more
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
