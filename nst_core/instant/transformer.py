@@ -116,12 +116,12 @@ class SpatialStyle:
         return _LazyMaps(self, hw)
 
 
-def style_maps(style: SpatialStyle, layer: str, hw: tuple[int, int], *,
-               pooled: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``layer``'s per-pixel ``gamma`` and ``beta`` for an ``hw`` input, as ``1×C×h×w``
-    channels-last float32 maps laid out as the layer's output is (phase maps for the expanding
-    layers). ``pooled`` caches the normalized masks per stride between layers."""
-    stride = LAYER_STRIDES[layer]
+def style_maps(style: SpatialStyle, stride: int, hw: tuple[int, int], *,
+               pooled: dict[int, torch.Tensor] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The per-pixel ``gamma`` and ``beta`` of every layer at ``stride`` (:data:`LAYER_STRIDES`)
+    for an ``hw`` input: ``{layer: (gamma, beta)}``, ``1×C×h×w`` channels-last float32 maps laid
+    out as the layer's output is (phase maps for the expanding layers). ``pooled`` caches the
+    normalized masks per stride."""
     if style.weights.shape[:2] != tuple(hw):
         raise ValueError(f"the style's masks are {tuple(style.weights.shape[:2])}, the image {tuple(hw)}")
     pooled = {} if pooled is None else pooled
@@ -137,25 +137,34 @@ def style_maps(style: SpatialStyle, layer: str, hw: tuple[int, int], *,
         pooled[stride] = mixed
     weights = pooled[stride]
     h, w, k = weights.shape
-    maps = []
-    for index in (0, 1):  # gamma, beta
-        values = torch.stack([s[layer][index].float() for s in style.styles]).to(weights.device)  # K×C
-        full = (weights.view(h * w, k) @ values).view(h, w, -1)
-        if layer in _PHASE_LAYERS:  # Z[(2r + s)·C + c, i, j] = X[c, 2i + r, 2j + s]
-            c = full.shape[2]
-            full = full.view(h // 2, 2, w // 2, 2, c).permute(0, 2, 1, 3, 4).reshape(h // 2, w // 2, 4 * c)
-        maps.append(full.permute(2, 0, 1)[None])  # a channels-last view
-    return maps[0], maps[1]
+    # every layer of this stride at once (one product): gammas, then betas, K × Σ channels
+    layers = [name for name in NORM_LAYERS if LAYER_STRIDES[name] == stride]
+    values = torch.cat([torch.stack([s[name][index].float() for s in style.styles])
+                        for index in (0, 1) for name in layers], dim=1).to(weights.device)
+    product = (weights.view(h * w, k) @ values).view(h, w, -1)
+    out, start = {}, 0
+    for index in (0, 1):
+        for name in layers:
+            c = style.styles[0][name][index].numel()
+            full = product[..., start:start + c]
+            start += c
+            if name in _PHASE_LAYERS:  # Z[(2r + s)·C + c, i, j] = X[c, 2i + r, 2j + s]
+                full = full.reshape(h // 2, 2, w // 2, 2, c).permute(0, 2, 1, 3, 4).reshape(h // 2, w // 2, 4 * c)
+            out.setdefault(name, []).append(full.permute(2, 0, 1)[None])  # a channels-last view
+    return {name: (gamma, beta) for name, (gamma, beta) in out.items()}
 
 
 class _LazyMaps(Mapping):
-    """:func:`style_maps` per layer, on demand (a layer's maps live only while it runs)."""
+    """:func:`style_maps` per stride, on demand (a stride's maps live only while its layers run)."""
 
     def __init__(self, style: SpatialStyle, hw: tuple[int, int]) -> None:
         self.style, self.hw, self.pooled = style, hw, {}
+        self.maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __getitem__(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return style_maps(self.style, layer, self.hw, pooled=self.pooled)
+        if layer not in self.maps:  # a stride's layers are made together, and each freed once used
+            self.maps.update(style_maps(self.style, LAYER_STRIDES[layer], self.hw, pooled=self.pooled))
+        return self.maps.pop(layer)
 
     def __iter__(self) -> Iterator[str]:
         return iter(NORM_LAYERS)
