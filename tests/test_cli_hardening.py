@@ -139,7 +139,6 @@ def test_a_nan_loss_advises_what_the_optimizer_can_use():
 # --- signals --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def _wait_for_signal_handlers(pid: int, timeout: float = 30.0) -> None:
     """Until process ``pid`` catches SIGTERM (Python does not by default; nst-core's main() does
     first thing): a fixed sleep raced the interpreter's own start on a busy machine."""
@@ -153,6 +152,7 @@ def _wait_for_signal_handlers(pid: int, timeout: float = 30.0) -> None:
     raise AssertionError("nst-core never installed its signal handlers")
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_start_up_exits_with_one_line(small_files, tmp_path, signum, code):
     proc = subprocess.Popen([str(NST_CORE), "run", *map(str, small_files), "-o", str(tmp_path / "o.png")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
