@@ -36,8 +36,11 @@ PAINTINGS = ("starry_night", "the_scream", "shipwreck")
 #: Six pairs in which every photo and every painting appears (the benchmark's own pair last).
 SIX = (("astronaut", "the_scream"), ("coffee", "shipwreck"), ("chelsea", "starry_night"),
        ("tubingen", "the_scream"), ("astronaut", "shipwreck"), ("tubingen", "starry_night"))
+#: Configurations to compare; ``weights`` goes to the job (``None``: the embedded 8-bit VGG-19).
 CANDIDATES = {
     "default": {},
+    "float-vgg19": {"weights": str(REPO.parent / "shared" / "weights" / "vgg19-imagenet-features.pth")},
+    "no-tv": {"tv_weight": 0.0},
     "adam": {"optimizer": "adam", "learning_rate": 0.02},
     "coarse-to-fine": {"scales": 2, "coarse_iterations": 100},
 }
@@ -62,7 +65,8 @@ def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
            "target": target, "nst": {}}
     for name in args.candidates.split(","):
         config = {"memory_format": "auto", "iterations": args.steps, **CANDIDATES[name]}
-        result = run_job("nst", {**spec, "config": config}, out / name)
+        weights = config.pop("weights", None)
+        result = run_job("nst", {**spec, "weights": weights, "config": config}, out / name)
         curve = score_snapshots(result, out / name, evaluator)
         reach = time_to_reach(curve, target)
         steps = next((snap["step"] for snap, (_, loss) in zip(result["snapshots"], curve) if loss <= target), None)
