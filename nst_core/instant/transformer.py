@@ -137,21 +137,28 @@ def style_maps(style: SpatialStyle, stride: int, hw: tuple[int, int], *,
         pooled[stride] = mixed
     weights = pooled[stride]
     h, w, k = weights.shape
-    # every layer of this stride at once (one product): gammas, then betas, K × Σ channels
     layers = [name for name in NORM_LAYERS if LAYER_STRIDES[name] == stride]
-    values = torch.cat([torch.stack([s[name][index].float() for s in style.styles])
-                        for index in (0, 1) for name in layers], dim=1).to(weights.device)
-    product = (weights.view(h * w, k) @ values).view(h, w, -1)
-    out, start = {}, 0
-    for index in (0, 1):
-        for name in layers:
-            c = style.styles[0][name][index].numel()
-            full = product[..., start:start + c]
-            start += c
-            if name in _PHASE_LAYERS:  # Z[(2r + s)·C + c, i, j] = X[c, 2i + r, 2j + s]
-                full = full.reshape(h // 2, 2, w // 2, 2, c).permute(0, 2, 1, 3, 4).reshape(h // 2, w // 2, 4 * c)
-            out.setdefault(name, []).append(full.permute(2, 0, 1)[None])  # a channels-last view
-    return {name: (gamma, beta) for name, (gamma, beta) in out.items()}
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if not any(name in _PHASE_LAYERS for name in layers):
+        # every layer of this stride at once (one product): gammas, then betas, K × Σ channels
+        values = torch.cat([torch.stack([s[name][index].float() for s in style.styles])
+                            for index in (0, 1) for name in layers], dim=1).to(weights.device)
+        product = (weights.view(h * w, k) @ values).view(h, w, -1)
+        depths = [style.styles[0][name][0].numel() for name in layers]
+        slices = torch.split(product, depths * 2, dim=2)
+        for number, name in enumerate(layers):
+            out[name] = (slices[number].permute(2, 0, 1)[None], slices[len(layers) + number].permute(2, 0, 1)[None])
+        return out
+    # phase maps: the masks (K channels) put in phase order, Z[(2r + s)·C + c, i, j] = X[c, 2i + r, 2j + s],
+    # so that each product comes out as the phase map itself
+    phased = weights.view(h // 2, 2, w // 2, 2, k).permute(0, 2, 1, 3, 4).reshape(-1, k)
+    for name in layers:
+        maps = []
+        for index in (0, 1):
+            values = torch.stack([s[name][index].float() for s in style.styles]).to(weights.device)
+            maps.append((phased @ values).view(h // 2, w // 2, -1).permute(2, 0, 1)[None])  # channels-last
+        out[name] = (maps[0], maps[1])
+    return out
 
 
 class _LazyMaps(Mapping):
@@ -396,7 +403,7 @@ class _NormalizedLayers:
                                                      eps=EPSILON, phases=phases, out=out)
             if self.record is not None:
                 self.record[layer] = (mean, inverse_std)
-        y.mul_(gamma.to(y.dtype)).add_(beta.to(y.dtype))
+        y = torch.addcmul(beta.to(y.dtype), y, gamma.to(y.dtype), out=y)
         if add is not None:
             return y.add_(add)
         if activation == "relu":
