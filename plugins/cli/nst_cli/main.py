@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="stylize photos with paintings (optimization) or a trained fast-style model",
+        help="stylize photos with paintings (optimization or instant), by region, or with a trained fast-style model",
         description=RUN_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
