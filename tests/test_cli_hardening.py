@@ -154,8 +154,11 @@ def _wait_for_signal_handlers(pid: int, timeout: float = 30.0) -> None:
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_start_up_exits_with_one_line(small_files, tmp_path, signum, code):
+    # as from a terminal: a shell's background job (CI started with `&`) inherits SIGINT ignored,
+    # and Python then raises no KeyboardInterrupt
     proc = subprocess.Popen([str(NST_CORE), "run", *map(str, small_files), "-o", str(tmp_path / "o.png")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_signal_handlers(proc.pid)  # main() has begun; importing PyTorch takes seconds more
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
