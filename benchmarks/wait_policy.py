@@ -42,10 +42,10 @@ def child() -> None:
     """Run in a child process: the timings, as one JSON line."""
     import torch  # before nst-core: OpenMP reads its policy from the environment as it loads
 
-    import numpy as np
-
-    from nst_core import Config, hookimpl, stylize
+    from nst_core import Config, stylize
     from nst_core.image import load_image
+
+    from .step_cost import StepClock
 
     photo = load_image(IMAGES / "tubingen.jpg").rgb
     painting = load_image(IMAGES / "starry_night.jpg").rgb
@@ -60,17 +60,10 @@ def child() -> None:
             runs.append(time.perf_counter() - began)
         timings[f"instant {size} px"] = statistics.median(runs)
 
-    class Clock:
-        ends: list[float] = []
-
-        @hookimpl
-        def nst_progress(self, progress) -> None:
-            self.ends.append(time.perf_counter())
-
-    clock = Clock()
+    clock = StepClock(profile=False)
     stylize(photo, [painting], config=Config(size=384, iterations=6, precision="fp32", memory_format="contiguous"),
             plugins=[clock])
-    timings["optimize step 384 px"] = statistics.median(np.diff(clock.ends))
+    timings["optimize step 384 px"] = clock.step_seconds()
     print(json.dumps(timings), flush=True)
 
 
