@@ -90,9 +90,15 @@ class DaskExecutor:
         began = time.perf_counter()
         if self.workers is not None:
             threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.workers, threads_per_worker=self.jobs_per_worker, processes=True,
-                dashboard_address=None, silence_logs=50)
+            # Dask's nanny would set MALLOC_TRIM_THRESHOLD_ in this process's environment and its
+            # workers' (see nst_core.malloc: it slows every step); the worker plugin resets malloc
+            # on clusters that others started.
+            import dask.config
+
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.workers, threads_per_worker=self.jobs_per_worker, processes=True,
+                    dashboard_address=None, silence_logs=50)
             self.client = distributed.Client(self._cluster)
         else:
             threads = self.threads_per_worker

@@ -42,6 +42,10 @@ class NstWorkerPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         import torch
 
+        from .malloc import reuse_freed_memory
+
+        reuse_freed_memory(override=True)  # Dask's nanny set MALLOC_TRIM_THRESHOLD_ (see nst_core.malloc)
+
         slots = max(1, getattr(worker.state, "nthreads", 1))
         worker.nst_core_threads = self.threads or max(1, (os.cpu_count() or 1) // slots)
         torch.set_num_threads(worker.nst_core_threads)
