@@ -11,7 +11,10 @@
 Reported: images per minute, the time to start the cluster (workers' imports included), the
 per-job overhead of going through Dask (its batch time less the in-process time, per job), and
 from them an estimate for N machines like this one: ``N × throughput(2 workers)`` once the
-cluster runs, plus its start-up. Each configuration runs once per method in one process run.
+cluster runs, plus its start-up. Every arm first runs the whole batch once untimed (imports,
+networks, and oneDNN's per-shape kernels: an arm warmed on fewer jobs than it times pays for
+those inside its timing), then ``--repeats`` timed batches (median, and the spread of the runs);
+the optimization runs ``--optimize-photos`` photos once.
 
     python -m benchmarks.batch                       # all three methods
     python -m benchmarks.batch --methods instant     # a quick one
@@ -20,7 +23,9 @@ cluster runs, plus its start-up. Each configuration runs once per method in one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -78,7 +83,7 @@ def jobs_for(method: str, photos: list[Path], out: Path, model: Path | None) -> 
             for i, p in enumerate(photos, 1)]
 
 
-def measure(method: str, photos: list[Path], folder: Path, model: Path | None) -> dict:
+def measure(method: str, photos: list[Path], folder: Path, model: Path | None, repeats: int) -> dict:
     import torch
 
     from nst_core.batch import InProcess, run_batch
@@ -89,27 +94,29 @@ def measure(method: str, photos: list[Path], folder: Path, model: Path | None) -
     for name, make in (("in-process x2", None), ("1 worker x2", dict(workers=1, threads_per_worker=2)),
                        ("2 workers x1", dict(workers=2, threads_per_worker=1))):
         jobs = jobs_for(method, photos, folder / method / name.replace(" ", "_"), model)
-        began = time.perf_counter()
-        if make is None:
-            run_batch(jobs, executor=InProcess())  # warm: the networks load once
-            began = time.perf_counter()
-            summary = run_batch(jobs, executor=InProcess())
-            start = 0.0
-        else:
-            with DaskExecutor(**make) as executor:
+        with contextlib.ExitStack() as stack:
+            if make is None:
+                executor, start = InProcess(), 0.0
+            else:
+                executor = stack.enter_context(DaskExecutor(**make))
                 start = executor.start_seconds
-                # warm every worker (imports, networks, the painting's vector): two jobs each
-                run_batch(jobs[: 2 * make["workers"]], executor=executor)
+            # every arm runs the whole batch once untimed: imports, networks, the painting's
+            # vector, and each photo size's first pass (oneDNN builds its kernels per shape)
+            run_batch(jobs, executor=executor)
+            seconds = []
+            for _ in range(repeats):
                 began = time.perf_counter()
                 summary = run_batch(jobs, executor=executor)
-        seconds = time.perf_counter() - began
-        assert summary.count("done") == len(jobs), [o.message() for o in summary.outcomes]
-        report[name] = {"seconds": seconds, "images_per_minute": 60 * len(jobs) / seconds,
-                        "cluster_start_seconds": start}
-        print(f"{method:9s} {name:14s} {seconds:7.1f} s  {report[name]['images_per_minute']:6.2f} images/min"
-              + (f"  (cluster start {start:.1f} s)" if start else ""), flush=True)
+                seconds.append(time.perf_counter() - began)
+                assert summary.count("done") == len(jobs), [o.message() for o in summary.outcomes]
+        median = statistics.median(seconds)
+        report[name] = {"seconds": seconds, "median_seconds": median,
+                        "images_per_minute": 60 * len(jobs) / median, "cluster_start_seconds": start}
+        spread = f"{60 * len(jobs) / max(seconds):.1f}-{60 * len(jobs) / min(seconds):.1f}"
+        print(f"{method:9s} {name:14s} {median:7.1f} s  {report[name]['images_per_minute']:6.2f} images/min"
+              f" (runs: {spread})" + (f"  (cluster start {start:.1f} s)" if start else ""), flush=True)
     base = report["in-process x2"]
-    report["overhead_per_job_seconds"] = (report["1 worker x2"]["seconds"] - base["seconds"]) / len(photos)
+    report["overhead_per_job_seconds"] = (report["1 worker x2"]["median_seconds"] - base["median_seconds"]) / len(photos)
     report["two_workers_vs_in_process"] = report["2 workers x1"]["images_per_minute"] / base["images_per_minute"]
     return report
 
@@ -118,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="instant,fast,optimize")
     parser.add_argument("--photos", type=int, default=8)
+    parser.add_argument("--optimize-photos", type=int, default=2, help="optimize: fewer photos (~25 s each)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed batches per arm (optimize: 1)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "batch")
     args = parser.parse_args(argv)
     machine = describe_machine()
@@ -131,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         methods = args.methods.split(",")
         model = train_small_model(folder, photos) if "fast" in methods else None
         for method in methods:
-            report = measure(method, photos, folder, model)
+            if method == "optimize":
+                report = measure(method, photos[: args.optimize_photos], folder, model, 1)
+            else:
+                report = measure(method, photos, folder, model, args.repeats)
             results[method] = report
             print(f"{method:9s} per-job overhead through Dask {report['overhead_per_job_seconds']:+.2f} s; "
                   f"2 workers give {report['two_workers_vs_in_process']:.2f}x the in-process throughput; "

@@ -17,6 +17,9 @@ every photo and every painting appears; ``--pairs 12`` takes all.
 
     python -m benchmarks.pairs                          # 512 px, 6 pairs: ~2 h on 2 AVX2 cores
     python -m benchmarks.pairs --size 256 --pairs 6     # ~30–40 min
+    python -m benchmarks.pairs --size 1024 --pairs 3 --baseline-evaluations 0 --candidates fifty,ladder
+                                                        # no baseline: candidates' time and final loss
+                                                        # against the first's
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ CANDIDATES = {
     "no-tv": {"tv_weight": 0.0},
     "adam": {"optimizer": "adam", "learning_rate": 0.02},
     "coarse-to-fine": {"scales": 2, "coarse_iterations": 100},
+    # what a large output's automatic ladder gives at 1024 px with BASE_SIDE 512: 50 steps at
+    # half size, 10 at full (nst_core.schedule)
+    "ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10},
+    "fifty": {"iterations": 50},
 }
 
 
@@ -59,10 +66,14 @@ def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
 
     spec = {"content": str(photo), "style": str(painting), "size": args.size, "device": "cpu"}
     evaluator = Evaluator(*load_pair(spec), device="cpu")
-    baseline = run_job("baseline", {**spec, "evaluations": args.baseline_evaluations}, out / "baseline")
-    target = baseline["score"]["total"]
-    row = {"baseline_seconds": baseline["seconds"], "baseline_peak_rss_mb": baseline["peak_rss_mb"],
-           "target": target, "nst": {}}
+    if args.baseline_evaluations:
+        baseline = run_job("baseline", {**spec, "evaluations": args.baseline_evaluations}, out / "baseline")
+        target = baseline["score"]["total"]
+        row = {"baseline_seconds": baseline["seconds"], "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+               "target": target, "nst": {}}
+    else:  # candidates against each other: final scores and times only
+        baseline, target, row = {"seconds": float("nan")}, -float("inf"), {"target": None, "nst": {}}
+        spec["every_final"] = spec["every_coarse"] = 10**6
     for name in args.candidates.split(","):
         config = {"memory_format": "auto", "iterations": args.steps, **CANDIDATES[name]}
         weights = config.pop("weights", None)
@@ -75,6 +86,14 @@ def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
                             "final_score": curve[-1][1], "seconds": result["seconds"],
                             "peak_rss_mb": result["peak_rss_mb"], "info": result["info"]}
     return row
+
+
+def comparison(rows: list[dict], name: str, reference: str) -> str:
+    """``name`` against ``reference`` without a baseline: median and worst ratios of time and score."""
+    times = [r["nst"][name]["seconds"] / r["nst"][reference]["seconds"] for r in rows]
+    scores = [r["nst"][name]["final_score"] / r["nst"][reference]["final_score"] for r in rows]
+    return (f"{name:15} time {statistics.median(times):.2f}× {reference}'s (max {max(times):.2f}×), "
+            f"final loss {statistics.median(scores):.2f}× (worst {max(scores):.2f}×)")
 
 
 def summary(rows: list[dict], name: str) -> str:
@@ -108,12 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         for photo, painting in pairs(args.pairs):
             row = run_pair(photos[photo], IMAGES / f"{painting}.jpg", args, args.out / f"{photo}-{painting}")
             rows.append({"photo": photo, "painting": painting, **row})
+            if not args.baseline_evaluations:
+                cells = ", ".join(f"{name} {r['seconds']:.0f} s, loss {r['final_score']:.3f}" for name, r in row["nst"].items())
+                print(f"{photo:>9} × {painting:12}: {cells}", flush=True)
+                continue
             cells = ", ".join(
                 f"{name} {r['speedup']:.1f}× ({r['steps_to_target']} steps)" if r["speedup"] else f"{name} never"
                 for name, r in row["nst"].items())
             print(f"{photo:>9} × {painting:12}: baseline {row['baseline_seconds']:.0f} s → {cells}", flush=True)
-    for name in args.candidates.split(","):
-        print(summary(rows, name))
+    names = args.candidates.split(",")
+    for name in names:
+        print(comparison(rows, name, names[0]) if not args.baseline_evaluations else summary(rows, name))
     (args.out / "results.json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows},
                                                       indent=1, default=str))
     return 0

@@ -70,6 +70,12 @@ class _ProgressLog:
         self.heard.append(time.monotonic())
 
 
+def _profiling():
+    import dask.config
+
+    return dask.config.get("distributed.worker.profile.enabled")
+
+
 def test_a_killed_worker_loses_no_output_and_duplicates_none(random_weights, tmp_path):
     from nst_core.cluster import DaskExecutor
 
@@ -84,9 +90,11 @@ def test_a_killed_worker_loses_no_output_and_duplicates_none(random_weights, tmp
 
     with DaskExecutor(workers=2, threads_per_worker=1) as executor:
         pids = list(executor.client.run(os.getpid).values())
-        # Dask's MALLOC_TRIM_THRESHOLD_ is neither in the workers' malloc nor left in this process
+        # Dask's MALLOC_TRIM_THRESHOLD_ is neither in the workers' malloc nor left in this process,
+        # and the workers' sampling profiler is off
         assert set(executor.client.run(large_block_source).values()) == {"heap"}
         assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+        assert set(executor.client.run(_profiling).values()) == {False}
 
         class KillAWorker(_ProgressLog):
             @hookimpl
