@@ -15,8 +15,13 @@ alternation, ``--repeats`` times, each timing:
 
 with and without ``--busy N`` processes that spin on the cores alongside (a neighbour).
 
+``--compare malloc`` times the same with glibc's malloc settings instead (:mod:`nst_core.malloc`):
+glibc's default (``GLIBC_TUNABLES`` set empty, so nst-core leaves malloc alone), a Dask worker's
+(``MALLOC_TRIM_THRESHOLD_=65536``), and nst-core's.
+
     python -m benchmarks.wait_policy                    # quiet and with 2 busy neighbours (~5 min)
     python -m benchmarks.wait_policy --busy 0,2,4
+    python -m benchmarks.wait_policy --compare malloc --busy 0
 """
 
 from __future__ import annotations
@@ -33,9 +38,15 @@ from pathlib import Path
 
 from .run_benchmark import IMAGES, REPO
 
-#: The child loads PyTorch before nst-core, so that nst-core's own setting does not apply: ``None``
-#: is OpenMP's default (spin a while, then sleep).
-POLICIES = {"OpenMP's default": None, "passive (nst-core's)": "PASSIVE"}
+#: The child loads PyTorch before nst-core, so that nst-core's own setting does not apply: without
+#: ``OMP_WAIT_POLICY`` OpenMP spins a while, then sleeps.
+COMPARISONS = {
+    "wait": {"OpenMP's default": {}, "passive (nst-core's)": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "malloc": {"glibc's default": {"GLIBC_TUNABLES": ""}, "a Dask worker's": {"MALLOC_TRIM_THRESHOLD_": "65536"},
+               "nst-core's": {}},
+}
+#: Variables a configuration's own replace.
+_SETTINGS = ("OMP_WAIT_POLICY", "GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 
 
 def child() -> None:
@@ -72,11 +83,9 @@ def spin(stop) -> None:
         sum(range(10_000))
 
 
-def run_child(policy: str | None) -> dict:
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+def run_child(settings: dict[str, str]) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in _SETTINGS} | settings
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
     done = subprocess.run([sys.executable, "-m", "benchmarks.wait_policy", "--child"], cwd=REPO, env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busy", default="0,2", help="numbers of spinning neighbour processes (comma-separated)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compare", choices=tuple(COMPARISONS), default="wait")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "wait_policy")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/out/wait_policy[-malloc]")
     args = parser.parse_args(argv)
     if args.child:
         child()
@@ -103,16 +113,17 @@ def main(argv: list[str] | None = None) -> int:
         for process in neighbours:
             process.start()
         try:
-            runs: dict[str, list[dict]] = {label: [] for label in POLICIES}
+            configurations = COMPARISONS[args.compare]
+            runs: dict[str, list[dict]] = {label: [] for label in configurations}
             for _ in range(args.repeats):
-                for label, policy in POLICIES.items():
-                    runs[label].append(run_child(policy))
+                for label, settings in configurations.items():
+                    runs[label].append(run_child(settings))
         finally:
             stop.set()
             for process in neighbours:
                 process.join()
         for label, timings in runs.items():
-            row = {"busy": busy, "policy": label}
+            row = {"busy": busy, "configuration": label}
             for key in timings[0]:
                 if key != "threads":
                     values = [t[key] for t in timings]
@@ -121,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             cells = "  ".join(f"{key} {statistics.median(v):.3f} s ({min(v):.3f}–{max(v):.3f})"
                               for key, v in row.items() if isinstance(v, list))
             print(f"{busy} busy  {label:24} {cells}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"machine": machine, "rows": results}, indent=1))
+    out = args.out or REPO / "benchmarks" / "out" / ("wait_policy" + ("" if args.compare == "wait" else "-" + args.compare))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"machine": machine, "rows": results}, indent=1))
     return 0
 
 

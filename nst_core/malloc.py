@@ -8,7 +8,7 @@ it spawns (``MALLOC_TRIM_THRESHOLD_=65536``), which freezes the threshold at 128
 then maps, zero-fills and unmaps every buffer again. Measured on a 2-core AMD EPYC (AVX2, fp32,
 VGG-19 forward and input gradient at 512×384, 2 threads): 2.3–2.9 s a pass with Dask's setting,
 2.0–2.5 s with glibc's defaults, 1.8–2.1 s with the thresholds set here
-(``benchmarks/allocator.py`` compares them on whole runs).
+(``python -m benchmarks.wait_policy --compare malloc`` compares them on whole runs).
 
 :func:`reuse_freed_memory` sets the ``mmap`` threshold to glibc's maximum (32 MiB) and the trim
 threshold to twice that, what glibc's own adjustment reaches on a run, from the start. It runs
