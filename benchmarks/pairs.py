@@ -50,6 +50,8 @@ CANDIDATES = {
     # half size, 10 at full (nst_core.schedule)
     "ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10},
     "fifty": {"iterations": 50},
+    # start from the instant method's result (the preview preset's start) instead of the photo
+    "instant-init": {"init": "instant"},
 }
 
 
@@ -67,13 +69,15 @@ def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
     spec = {"content": str(photo), "style": str(painting), "size": args.size, "device": "cpu"}
     evaluator = Evaluator(*load_pair(spec), device="cpu")
     if args.baseline_evaluations:
-        baseline = run_job("baseline", {**spec, "evaluations": args.baseline_evaluations}, out / "baseline")
+        baseline = _reused_baseline(spec, args, out / "baseline") or run_job(
+            "baseline", {**spec, "evaluations": args.baseline_evaluations}, out / "baseline")
         target = baseline["score"]["total"]
         row = {"baseline_seconds": baseline["seconds"], "baseline_peak_rss_mb": baseline["peak_rss_mb"],
                "target": target, "nst": {}}
     else:  # candidates against each other: final scores and times only
         baseline, target, row = {"seconds": float("nan")}, -float("inf"), {"target": None, "nst": {}}
         spec["every_final"] = spec["every_coarse"] = 10**6
+    spec["every_final"] = spec.get("every_final", args.every)
     for name in args.candidates.split(","):
         config = {"memory_format": "auto", "iterations": args.steps, **CANDIDATES[name]}
         weights = config.pop("weights", None)
@@ -86,6 +90,21 @@ def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
                             "final_score": curve[-1][1], "seconds": result["seconds"],
                             "peak_rss_mb": result["peak_rss_mb"], "info": result["info"]}
     return row
+
+
+def _reused_baseline(spec: dict, args, out: Path) -> dict | None:
+    """The baseline a run with the same pair, size and evaluations left in ``out`` (``--reuse``)."""
+    done = out / "result.json"
+    if not args.reuse or not done.is_file():
+        return None
+    def same(spec: dict) -> dict:  # the photos are made afresh in a temporary folder, the same each time
+        return {**spec, "content": Path(spec["content"]).name}
+
+    if same(json.loads((out / "spec.json").read_text())) != same({**spec, "evaluations": args.baseline_evaluations}):
+        return None
+    result = json.loads(done.read_text())
+    result["peak_rss_mb"] = result.get("own_peak_rss_mb")
+    return result
 
 
 def comparison(rows: list[dict], name: str, reference: str) -> str:
@@ -114,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--baseline-evaluations", type=int, default=300)
     parser.add_argument("--steps", type=int, default=100, help="nst-core's steps (enough to reach every target)")
+    parser.add_argument("--every", type=int, default=1, help="score nst-core's image every N steps")
+    parser.add_argument("--reuse", action="store_true", help="reuse baselines a run left in --out (same spec)")
     parser.add_argument("--candidates", default="default", help=f"comma-separated, of: {', '.join(CANDIDATES)}")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pairs")
     args = parser.parse_args(argv)
