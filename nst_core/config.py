@@ -259,14 +259,16 @@ def _check_weights(name: str, values: Any) -> tuple[float, ...]:
     return tuple(float(w) for w in weights)
 
 
-#: Speed/quality presets: the settings each changes from :class:`Config`'s defaults, which are
-#: ``balanced``. Chosen by measuring time to quality (see ``benchmarks/`` and the README).
+#: Speed/quality presets: the settings each changes from :class:`Config`'s defaults. Chosen by
+#: measuring time to quality (see ``benchmarks/`` and the README). Every preset starts from the
+#: instant result: after 15 steps the paper's objective was 28-35 % lower than from the photo on 3
+#: of 4 pairs and equal on the fourth (benchmarks/instant_start.py); over 6 pairs at 256 px
+#: (benchmarks/pairs.py) it reached the textbook baseline's quality sooner on every pair.
+#: ``Config()`` itself still starts from the photo (the engine's API is not the command's preset).
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    # from the instant result: after 15 steps the paper's objective was 28-35 % lower than from the
-    # photo on 3 of 4 pairs and equal on the fourth (benchmarks/instant_start.py, README)
     "preview": MappingProxyType({"iterations": 15, "init": "instant"}),
-    "balanced": MappingProxyType({}),
-    "best": MappingProxyType({"iterations": 150}),
+    "balanced": MappingProxyType({"init": "instant"}),
+    "best": MappingProxyType({"iterations": 150, "init": "instant"}),
 })
 DEFAULT_PRESET = "balanced"
 

@@ -254,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"Adam's step size in pixel units (default {defaults.learning_rate})")
     opt.add_argument("--init", choices=registries.init_methods.names(),
                      help="start from the photo (content), random noise, --init-image (image), or the instant "
-                          f"method's result (instant) (default: the preset's; {defaults.init} for balanced and best)")
-    opt.add_argument("--init-image", metavar="PATH", help="start image for --init image")
+                          f"method's result (instant) (default: instant; with --masks, content; with --init-image, image)")
+    opt.add_argument("--init-image", metavar="PATH", help="start from this image (implies --init image)")
     opt.add_argument("--seed", type=int, default=defaults.seed,
                      help=f"random seed: the same seed on the same device gives the same output (default {defaults.seed})")
 
@@ -359,9 +359,10 @@ def config_from_args(args: argparse.Namespace, started: float = STARTED):
         style_strength=args.style_strength,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
-        # the preview preset starts from the instant result, which has one style everywhere: with
-        # masks it starts from the photo
-        **({"init": args.init} if args.init else {"init": "content"} if args.masks else {}),
+        # the presets start from the instant result, which has one style everywhere: with masks
+        # from the photo; an --init-image alone means start from it
+        **({"init": args.init} if args.init else {"init": "image"} if args.init_image
+           else {"init": "content"} if args.masks else {}),
         init_image=args.init_image,
         seed=args.seed,
         preserve_color=args.preserve_color,
