@@ -103,3 +103,15 @@ def test_a_small_budget_adds_coarser_sizes_until_the_first_gets_enough_steps():
     assert scales_for_budget(1024 * 768, 60, **probe) == 3  # 256x192 gets 20 s: 20 steps
     assert scales_for_budget(1024 * 768, 5, **probe) == MAX_BUDGET_SCALES
     assert scales_for_budget(256 * 192, 30, **probe) == 1
+
+
+def test_the_commands_start_image_follows_the_preset_unless_the_user_names_one():
+    from nst_cli.main import build_parser, config_from_args
+
+    def init_of(*options):
+        return config_from_args(build_parser().parse_args(["run", "c.png", "s.png", "-o", "o.png", *options])).init
+
+    assert init_of() == "instant"  # every preset: measured over 6 pairs (README, Speed)
+    assert init_of("--preset", "best") == "instant"
+    assert init_of("--init", "content") == "content"
+    assert init_of("--init-image", "start.png") == "image"  # was ignored behind the preset's start

@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"Adam's step size in pixel units (default {defaults.learning_rate})")
     opt.add_argument("--init", choices=registries.init_methods.names(),
                      help="start from the photo (content), random noise, --init-image (image), or the instant "
-                          f"method's result (instant) (default: instant; with --masks, content; with --init-image, image)")
+                          "method's result (instant) (default: instant; with --masks, content; with --init-image, image)")
     opt.add_argument("--init-image", metavar="PATH", help="start from this image (implies --init image)")
     opt.add_argument("--seed", type=int, default=defaults.seed,
                      help=f"random seed: the same seed on the same device gives the same output (default {defaults.seed})")
