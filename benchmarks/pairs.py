@@ -46,8 +46,8 @@ CANDIDATES = {
     "no-tv": {"tv_weight": 0.0},
     "adam": {"optimizer": "adam", "learning_rate": 0.02},
     "coarse-to-fine": {"scales": 2, "coarse_iterations": 100},
-    # what a large output's automatic ladder gives at 1024 px with BASE_SIDE 512: 50 steps at
-    # half size, 10 at full (nst_core.schedule)
+    # what the automatic ladder of nst_core.schedule would give 1024x768 if it began above 768 px
+    # (DETAIL_SIDE 768): 50 steps at half size, 10 at full
     "ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10},
     "fifty": {"iterations": 50},
     # start from the instant method's result (the preview preset's start) instead of the photo
@@ -74,10 +74,10 @@ def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
         target = baseline["score"]["total"]
         row = {"baseline_seconds": baseline["seconds"], "baseline_peak_rss_mb": baseline["peak_rss_mb"],
                "target": target, "nst": {}}
-    else:  # candidates against each other: final scores and times only
+        spec["every_final"] = args.every
+    else:  # candidates against each other: final scores and times only (no snapshots but the last)
         baseline, target, row = {"seconds": float("nan")}, -float("inf"), {"target": None, "nst": {}}
         spec["every_final"] = spec["every_coarse"] = 10**6
-    spec["every_final"] = spec.get("every_final", args.every)
     for name in args.candidates.split(","):
         config = {"memory_format": "auto", "iterations": args.steps, **CANDIDATES[name]}
         weights = config.pop("weights", None)
@@ -97,6 +97,7 @@ def _reused_baseline(spec: dict, args, out: Path) -> dict | None:
     done = out / "result.json"
     if not args.reuse or not done.is_file():
         return None
+
     def same(spec: dict) -> dict:  # the photos are made afresh in a temporary folder, the same each time
         return {**spec, "content": Path(spec["content"]).name}
 
