@@ -13,8 +13,10 @@ per-job overhead of going through Dask (its batch time less the in-process time,
 from them an estimate for N machines like this one: ``N × throughput(2 workers)`` once the
 cluster runs, plus its start-up. Every arm first runs the whole batch once untimed (imports,
 networks, and oneDNN's per-shape kernels: an arm warmed on fewer jobs than it times pays for
-those inside its timing), then ``--repeats`` timed batches (median, and the spread of the runs);
-the optimization runs ``--optimize-photos`` photos once.
+those inside its timing). Then come ``--repeats`` rounds in which every arm runs the batch once,
+each round in another order (all clusters are up throughout), so that the host's busy spells fall
+on every arm alike; reported are each arm's median and spread, and the ratio round by round. The
+optimization runs ``--optimize-photos`` photos.
 
     python -m benchmarks.batch                       # all three methods
     python -m benchmarks.batch --methods instant     # a quick one
@@ -83,41 +85,52 @@ def jobs_for(method: str, photos: list[Path], out: Path, model: Path | None) -> 
             for i, p in enumerate(photos, 1)]
 
 
+ARMS = (("in-process x2", None), ("1 worker x2", dict(workers=1, threads_per_worker=2)),
+        ("2 workers x1", dict(workers=2, threads_per_worker=1)))
+
+
 def measure(method: str, photos: list[Path], folder: Path, model: Path | None, repeats: int) -> dict:
+    """Every arm's executor is started first; then the arms take turns, each round in another
+    order, so that a busy spell of the shared host slows all of them, not the one that ran then."""
     import torch
 
     from nst_core.batch import InProcess, run_batch
     from nst_core.cluster import DaskExecutor
 
-    report = {}
     torch.set_num_threads(2)
-    for name, make in (("in-process x2", None), ("1 worker x2", dict(workers=1, threads_per_worker=2)),
-                       ("2 workers x1", dict(workers=2, threads_per_worker=1))):
-        jobs = jobs_for(method, photos, folder / method / name.replace(" ", "_"), model)
-        with contextlib.ExitStack() as stack:
-            if make is None:
-                executor, start = InProcess(), 0.0
-            else:
-                executor = stack.enter_context(DaskExecutor(**make))
-                start = executor.start_seconds
+    with contextlib.ExitStack() as stack:
+        arms = {}
+        for name, make in ARMS:
+            jobs = jobs_for(method, photos, folder / method / name.replace(" ", "_"), model)
+            executor = InProcess() if make is None else stack.enter_context(DaskExecutor(**make))
+            arms[name] = (executor, jobs, getattr(executor, "start_seconds", 0.0))
+        for executor, jobs, _ in arms.values():
             # every arm runs the whole batch once untimed: imports, networks, the painting's
             # vector, and each photo size's first pass (oneDNN builds its kernels per shape)
             run_batch(jobs, executor=executor)
-            seconds = []
-            for _ in range(repeats):
+        seconds: dict[str, list[float]] = {name: [] for name in arms}
+        names = list(arms)
+        for round_ in range(repeats):
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                executor, jobs, _ = arms[name]
                 began = time.perf_counter()
                 summary = run_batch(jobs, executor=executor)
-                seconds.append(time.perf_counter() - began)
+                seconds[name].append(time.perf_counter() - began)
                 assert summary.count("done") == len(jobs), [o.message() for o in summary.outcomes]
-        median = statistics.median(seconds)
-        report[name] = {"seconds": seconds, "median_seconds": median,
+    report = {}
+    for name, (_, jobs, start) in arms.items():
+        median = statistics.median(seconds[name])
+        report[name] = {"seconds": seconds[name], "median_seconds": median,
                         "images_per_minute": 60 * len(jobs) / median, "cluster_start_seconds": start}
-        spread = f"{60 * len(jobs) / max(seconds):.1f}-{60 * len(jobs) / min(seconds):.1f}"
+        spread = f"{60 * len(jobs) / max(seconds[name]):.1f}-{60 * len(jobs) / min(seconds[name]):.1f}"
         print(f"{method:9s} {name:14s} {median:7.1f} s  {report[name]['images_per_minute']:6.2f} images/min"
               f" (runs: {spread})" + (f"  (cluster start {start:.1f} s)" if start else ""), flush=True)
     base = report["in-process x2"]
     report["overhead_per_job_seconds"] = (report["1 worker x2"]["median_seconds"] - base["median_seconds"]) / len(photos)
     report["two_workers_vs_in_process"] = report["2 workers x1"]["images_per_minute"] / base["images_per_minute"]
+    # the same ratio round by round (each round's arms ran minutes apart at most)
+    report["two_workers_vs_in_process_by_round"] = [
+        in_process / two for in_process, two in zip(seconds["in-process x2"], seconds["2 workers x1"])]
     return report
 
 
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="instant,fast,optimize")
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--optimize-photos", type=int, default=2, help="optimize: fewer photos (~25 s each)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed batches per arm (optimize: 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of timed batches (every arm once a round)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "batch")
     args = parser.parse_args(argv)
     machine = describe_machine()
@@ -141,14 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         model = train_small_model(folder, photos) if "fast" in methods else None
         for method in methods:
             if method == "optimize":
-                report = measure(method, photos[: args.optimize_photos], folder, model, 1)
+                report = measure(method, photos[: args.optimize_photos], folder, model, args.repeats)
             else:
                 report = measure(method, photos, folder, model, args.repeats)
+            rounds = ", ".join(f"{ratio:.2f}" for ratio in report["two_workers_vs_in_process_by_round"])
             results[method] = report
             print(f"{method:9s} per-job overhead through Dask {report['overhead_per_job_seconds']:+.2f} s; "
                   f"2 workers give {report['two_workers_vs_in_process']:.2f}x the in-process throughput; "
                   f"N such machines: about N x {report['2 workers x1']['images_per_minute']:.1f} images/min "
-                  f"after a {report['2 workers x1']['cluster_start_seconds']:.0f}-s start", flush=True)
+                  f"after a {report['2 workers x1']['cluster_start_seconds']:.0f}-s start; 2 workers / in-process "
+                  f"round by round: {rounds}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return 0
