@@ -17,7 +17,7 @@ every photo and every painting appears; ``--pairs 12`` takes all.
 
     python -m benchmarks.pairs                          # 512 px, 6 pairs: ~2 h on 2 AVX2 cores
     python -m benchmarks.pairs --size 256 --pairs 6     # ~30–40 min
-    python -m benchmarks.pairs --size 1024 --pairs 3 --baseline-evaluations 0 --candidates fifty,ladder
+    python -m benchmarks.pairs --size 1024 --pairs 3 --baseline-evaluations 0 --candidates balanced,balanced-ladder
                                                         # no baseline: candidates' time and final loss
                                                         # against the first's
 """
@@ -52,6 +52,9 @@ CANDIDATES = {
     "fifty": {"iterations": 50},
     # start from the instant method's result (the preview preset's start) instead of the photo
     "instant-init": {"init": "instant"},
+    # the balanced preset (50 steps from the instant result) at full size, and on that ladder
+    "balanced": {"iterations": 50, "init": "instant"},
+    "balanced-ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10, "init": "instant"},
 }
 
 
