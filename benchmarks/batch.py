@@ -153,10 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         methods = args.methods.split(",")
         model = train_small_model(folder, photos) if "fast" in methods else None
         for method in methods:
-            if method == "optimize":
-                report = measure(method, photos[: args.optimize_photos], folder, model, args.repeats)
-            else:
-                report = measure(method, photos, folder, model, args.repeats)
+            chosen = photos[: args.optimize_photos] if method == "optimize" else photos
+            report = measure(method, chosen, folder, model, args.repeats)
             rounds = ", ".join(f"{ratio:.2f}" for ratio in report["two_workers_vs_in_process_by_round"])
             results[method] = report
             print(f"{method:9s} per-job overhead through Dask {report['overhead_per_job_seconds']:+.2f} s; "
