@@ -69,6 +69,18 @@ def pairs(count: int) -> list[tuple[str, str]]:
     return [*SIX, *rest][:count]
 
 
+def chosen_pairs(args) -> list[tuple[str, str]]:
+    """``--only``'s pairs (checked against the photos and paintings), else the first ``--pairs``."""
+    if not args.only:
+        return pairs(args.pairs)
+    chosen = [tuple(item.split("-", 1)) for item in args.only.split(",")]
+    for pair in chosen:
+        if len(pair) != 2 or pair[0] not in PHOTO_NAMES or pair[1] not in PAINTINGS:
+            raise SystemExit(f"--only: {'-'.join(pair)!r} is not PHOTO-PAINTING with a photo of "
+                             f"{', '.join(PHOTO_NAMES)} and a painting of {', '.join(PAINTINGS)}")
+    return chosen
+
+
 def run_pair(photo: Path, painting: Path, args, out: Path) -> dict:
     from .evaluator import Evaluator
     from .jobs import load_pair
@@ -139,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--only", default="", help="comma-separated PHOTO-PAINTING pairs to run instead, "
+                        "e.g. coffee-shipwreck,tubingen-the_scream (a 512-px baseline costs ~15-20 min)")
     parser.add_argument("--baseline-evaluations", type=int, default=300)
     parser.add_argument("--steps", type=int, default=100, help="nst-core's steps (enough to reach every target)")
     parser.add_argument("--every", type=int, default=1, help="score nst-core's image every N steps")
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         photos = dict(zip(PHOTO_NAMES, make_photos(Path(folder), len(PHOTO_NAMES))))
-        for photo, painting in pairs(args.pairs):
+        for photo, painting in chosen_pairs(args):
             row = run_pair(photos[photo], IMAGES / f"{painting}.jpg", args, args.out / f"{photo}-{painting}")
             rows.append({"photo": photo, "painting": painting, **row})
             if not args.baseline_evaluations:
