@@ -8,14 +8,18 @@ the run; each job in its own process, peak RSS its own). Reported per configurat
 speed-up (baseline seconds / nst-core seconds to the target) of every pair, their **median** and
 **worst**, the steps each pair needed, and each run's peak RSS.
 
-The configurations are the defaults and the candidates ``--candidates`` names (step counts need
-no candidates: the steps each pair needed to reach the target say what the default must allow).
+The configurations are those ``--candidates`` names, by default ``instant-init``: the presets'
+start (the instant result) with ``--steps`` steps. Step counts need no candidates: the steps each
+pair needed to reach the target say what a preset must allow.
 
 Photos: tubingen (``../shared/images``) and scikit-image's astronaut, coffee and chelsea;
 paintings: starry_night, the_scream, shipwreck. ``--pairs 6`` takes six of the twelve so that
 every photo and every painting appears; ``--pairs 12`` takes all.
 
     python -m benchmarks.pairs                          # 512 px, 6 pairs: ~2 h on 2 AVX2 cores
+    python -m benchmarks.pairs --steps 70 --every 2 --candidates instant-init \
+        --only coffee-shipwreck,chelsea-starry_night,tubingen-the_scream
+                                                        # half of them (a 512-px baseline is 10-14 min)
     python -m benchmarks.pairs --size 256 --pairs 6     # ~30–40 min
     python -m benchmarks.pairs --size 1024 --pairs 3 --baseline-evaluations 0 --candidates balanced,balanced-ladder
                                                         # no baseline: candidates' time and final loss
@@ -42,6 +46,7 @@ SIX = (("astronaut", "the_scream"), ("coffee", "shipwreck"), ("chelsea", "starry
        ("tubingen", "the_scream"), ("astronaut", "shipwreck"), ("tubingen", "starry_night"))
 #: Configurations to compare; ``weights`` goes to the job (``None``: the embedded 8-bit VGG-19).
 CANDIDATES = {
+    # Config()'s settings: the Python API's default, which starts from the photo
     "default": {},
     "float-vgg19": {"weights": str(REPO.parent / "shared" / "weights" / "vgg19-imagenet-features.pth")},
     "no-tv": {"tv_weight": 0.0},
@@ -51,7 +56,8 @@ CANDIDATES = {
     # (DETAIL_SIDE 768): 50 steps at half size, 10 at full
     "ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10},
     "fifty": {"iterations": 50},
-    # start from the instant method's result (the preview preset's start) instead of the photo
+    # start from the instant method's result instead of the photo: what every preset (and so the
+    # command line's default, balanced) does, with --steps steps
     "instant-init": {"init": "instant"},
     # the balanced preset (50 steps from the instant result) at full size, and on that ladder
     "balanced": {"iterations": 50, "init": "instant"},
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="nst-core's steps (enough to reach every target)")
     parser.add_argument("--every", type=int, default=1, help="score nst-core's image every N steps")
     parser.add_argument("--reuse", action="store_true", help="reuse baselines a run left in --out (same spec)")
-    parser.add_argument("--candidates", default="default", help=f"comma-separated, of: {', '.join(CANDIDATES)}")
+    parser.add_argument("--candidates", default="instant-init", help=f"comma-separated, of: {', '.join(CANDIDATES)}")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pairs")
     args = parser.parse_args(argv)
     machine = describe_machine()
