@@ -19,7 +19,7 @@ every photo and every painting appears; ``--pairs 12`` takes all.
     python -m benchmarks.pairs                          # 512 px, 6 pairs: ~2 h on 2 AVX2 cores
     python -m benchmarks.pairs --steps 70 --every 2 --candidates instant-init \
         --only coffee-shipwreck,chelsea-starry_night,tubingen-the_scream
-                                                        # half of them (a 512-px baseline is 10-14 min)
+                                                        # half of them (a 512-px baseline is 10-18 min)
     python -m benchmarks.pairs --size 256 --pairs 6     # ~30–40 min
     python -m benchmarks.pairs --size 1024 --pairs 3 --baseline-evaluations 0 --candidates balanced,balanced-ladder
                                                         # no baseline: candidates' time and final loss
@@ -53,7 +53,8 @@ CANDIDATES = {
     "adam": {"optimizer": "adam", "learning_rate": 0.02},
     "coarse-to-fine": {"scales": 2, "coarse_iterations": 100},
     # what the automatic ladder of nst_core.schedule would give 1024x768 if it began above 768 px
-    # (DETAIL_SIDE 768): 50 steps at half size, 10 at full
+    # (DETAIL_SIDE 768): 50 steps at half size, 10 at full; measured at 512 px from the instant
+    # start (instant-ladder) and rejected, see the README's "One scale by default"
     "ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10},
     "fifty": {"iterations": 50},
     # start from the instant method's result instead of the photo: what every preset (and so the
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--only", default="", help="comma-separated PHOTO-PAINTING pairs to run instead, "
-                        "e.g. coffee-shipwreck,tubingen-the_scream (a 512-px baseline costs ~15-20 min)")
+                        "e.g. coffee-shipwreck,tubingen-the_scream (a 512-px baseline costs 10-18 min)")
     parser.add_argument("--baseline-evaluations", type=int, default=300)
     parser.add_argument("--steps", type=int, default=100, help="nst-core's steps (enough to reach every target)")
     parser.add_argument("--every", type=int, default=1, help="score nst-core's image every N steps")
