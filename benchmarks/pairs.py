@@ -60,6 +60,8 @@ CANDIDATES = {
     # start from the instant method's result instead of the photo: what every preset (and so the
     # command line's default, balanced) does, with --steps steps
     "instant-init": {"init": "instant"},
+    # the same without total variation (the evaluator, like the paper, has none)
+    "instant-no-tv": {"init": "instant", "tv_weight": 0.0},
     # the balanced preset (50 steps from the instant result) at full size, and on that ladder
     "balanced": {"iterations": 50, "init": "instant"},
     "balanced-ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10, "init": "instant"},
