@@ -17,8 +17,7 @@ paintings: starry_night, the_scream, shipwreck. ``--pairs 6`` takes six of the t
 every photo and every painting appears; ``--pairs 12`` takes all.
 
     python -m benchmarks.pairs                          # 512 px, 6 pairs: ~2 h on 2 AVX2 cores
-    python -m benchmarks.pairs --steps 70 --every 2 --candidates instant-init \
-        --only coffee-shipwreck,chelsea-starry_night,tubingen-the_scream
+    python -m benchmarks.pairs --steps 70 --every 2 --only coffee-shipwreck,chelsea-starry_night,tubingen-the_scream
                                                         # half of them (a 512-px baseline is 10-18 min)
     python -m benchmarks.pairs --size 256 --pairs 6     # ~30–40 min
     python -m benchmarks.pairs --size 1024 --pairs 3 --baseline-evaluations 0 --candidates balanced,balanced-ladder
@@ -169,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default="instant-init", help=f"comma-separated, of: {', '.join(CANDIDATES)}")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pairs")
     args = parser.parse_args(argv)
+    chosen = chosen_pairs(args)  # a bad --only stops here, before any work
     machine = describe_machine()
     print(f"machine: {machine['cpu']} ({', '.join(machine['flags'])}), {machine['threads']} threads; "
           f"{args.size} px, baseline {args.baseline_evaluations} evaluations", flush=True)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         photos = dict(zip(PHOTO_NAMES, make_photos(Path(folder), len(PHOTO_NAMES))))
-        for photo, painting in chosen_pairs(args):
+        for photo, painting in chosen:
             row = run_pair(photos[photo], IMAGES / f"{painting}.jpg", args, args.out / f"{photo}-{painting}")
             rows.append({"photo": photo, "painting": painting, **row})
             if not args.baseline_evaluations:
