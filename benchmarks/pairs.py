@@ -61,6 +61,9 @@ CANDIDATES = {
     "instant-init": {"init": "instant"},
     # the same without total variation (the evaluator, like the paper, has none)
     "instant-no-tv": {"init": "instant", "tv_weight": 0.0},
+    # the presets' start with plain L-BFGS, as before the smoothing preconditioner
+    # (nst_core.smoothing) became the default
+    "instant-plain": {"init": "instant", "lbfgs_smoothing": 0.0},
     # the balanced preset (50 steps from the instant result) at full size, and on that ladder
     "balanced": {"iterations": 50, "init": "instant"},
     "balanced-ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10, "init": "instant"},

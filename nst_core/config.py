@@ -107,6 +107,10 @@ class Config:
     time_budget: float | None = None
     #: Adam's initial learning rate, in units of the [0, 1] pixel range.
     learning_rate: float = 0.02
+    #: How strongly L-BFGS's search directions favour broad changes over fine ones: the gain of
+    #: its smoothing preconditioner (:mod:`nst_core.smoothing`). The loss is the same, only the
+    #: path to it changes. 0: plain L-BFGS.
+    lbfgs_smoothing: float = 2.0
     #: Start image: ``content``, ``noise``, ``image`` (needs ``init_image``) or a plugin's.
     init: str = "content"
     init_image: str | None = None
@@ -168,6 +172,7 @@ class Config:
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_float(name, getattr(self, name), minimum=0.0)
         _check_float("learning_rate", self.learning_rate, minimum=1e-8, maximum=10.0)
+        _check_float("lbfgs_smoothing", self.lbfgs_smoothing, minimum=0.0, maximum=100.0)
         _check_int("iterations", self.iterations, minimum=1)
         _check_int("save_every", self.save_every, minimum=0)
         _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)

@@ -26,8 +26,9 @@ DEFAULT_SHARE = 0.5
 DEFAULT_CPU_CAP = 9 * 2**29  # 4.5 GiB
 #: Float32 RGB images of a stage's size the run holds at once besides the network's activations:
 #: the optimizer's point, gradient, direction and trial point, L-BFGS's latest pair, the best
-#: image, the clamped image, the tiled gradient sum, the content image, and temporaries.
-STAGE_IMAGE_COPIES = 14
+#: image, the clamped image, the tiled gradient sum, the content image, and temporaries (one of
+#: them the smoothing preconditioner's, :mod:`nst_core.smoothing`).
+STAGE_IMAGE_COPIES = 15
 #: Images of the output's size held through the run (content, colour-prepared content, styles).
 OUTPUT_IMAGE_COPIES = 4
 #: The network's forward and backward pass needs this much more than its activations (the

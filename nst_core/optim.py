@@ -20,6 +20,7 @@ import torch
 from torch.optim.lbfgs import _strong_wolfe  # a plain function: no torch._dynamo import
 
 from .errors import OptimizationError, setting
+from .smoothing import Preconditioner, smoothing_preconditioner
 
 #: ``objective(image) -> (total loss, {term: weighted loss})``.
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, Mapping[str, torch.Tensor]]]
@@ -107,13 +108,15 @@ def optimize(
     on_step: StepCallback,
     horizon: int | None = None,
     history: int = LBFGS_HISTORY,
+    smoothing: float = 0.0,
 ) -> Outcome:
     """Minimize ``objective`` from ``start`` for ``iterations`` steps; return the best image.
 
     ``optimizer`` is ``lbfgs`` or ``adam`` (``learning_rate`` is Adam's). The run also ends
     when ``on_step`` returns ``True`` (cancelled, or out of time) or L-BFGS converges.
     ``horizon`` is the step count Adam's learning rate decays over (default ``iterations``);
-    ``history`` the number of L-BFGS correction pairs kept (each holds two image-sized tensors).
+    ``history`` the number of L-BFGS correction pairs kept (each holds two image-sized tensors);
+    ``smoothing`` the gain of L-BFGS's preconditioner (:mod:`nst_core.smoothing`; 0: none).
     """
     image = start.detach().clone().requires_grad_(True)
     lower = f"lower {setting('style_weight')}"
@@ -121,14 +124,19 @@ def optimize(
               if optimizer == "adam" else f"{lower}, or start from another image ({setting('init')})")
     tracker = _Tracker(objective, iterations, on_step, advice=advice)
     if optimizer == "lbfgs":
-        _run_lbfgs(image, tracker, history_size=history)
+        precondition = smoothing_preconditioner(image.shape, smoothing, device=image.device)
+        _run_lbfgs(image, tracker, history_size=history, precondition=precondition)
     else:
         _run_adam(image, tracker, learning_rate=learning_rate, horizon=horizon or iterations)
     return tracker.outcome(start)
 
 
-def _run_lbfgs(image: torch.Tensor, tracker: _Tracker, *, history_size: int) -> None:
+def _run_lbfgs(image: torch.Tensor, tracker: _Tracker, *, history_size: int,
+               precondition: Preconditioner) -> None:
     """L-BFGS (two-loop recursion) with PyTorch's strong-Wolfe line search, on the flat image.
+
+    ``precondition`` is the initial inverse-Hessian guess up to scale (a symmetric positive
+    definite operator on flat images; the identity for plain L-BFGS).
 
     Written here rather than using ``torch.optim.LBFGS`` because constructing any
     ``torch.optim`` optimizer imports ``torch._dynamo``, which costs as much as importing torch
@@ -149,11 +157,11 @@ def _run_lbfgs(image: torch.Tensor, tracker: _Tracker, *, history_size: int) -> 
     try:
         x = image.detach().reshape(-1).clone()
         loss, grad = evaluate(x)
-        direction = -grad
+        direction = precondition(grad).neg_()
         # first step: the largest pixel change FIRST_MOVE (in [0, 1] pixel units), whatever the
         # loss scale; torch's rule (1/‖g‖₁) is so short on a whole image that the line search
         # spends the first 5–6 evaluations only growing it
-        step = FIRST_MOVE / max(float(grad.abs().max()), 1e-30)
+        step = FIRST_MOVE / max(float(direction.abs().max()), 1e-30)
         while True:
             slope = float(grad.dot(direction))
             if slope > -1e-20:  # not a descent direction any more: converged
@@ -165,23 +173,24 @@ def _run_lbfgs(image: torch.Tensor, tracker: _Tracker, *, history_size: int) -> 
             curvature = float(change.dot(move))
             if curvature > 1e-10:
                 history.append((change, move, 1.0 / curvature))
-                h_diag = curvature / float(change.dot(change))
+                h_diag = curvature / float(change.dot(precondition(change)))
             loss, grad = new_loss, new_grad
-            direction = _two_loop(grad, history, h_diag)
+            direction = _two_loop(grad, history, h_diag, precondition)
             step = 1.0
     except StopOptimization:
         pass
 
 
-def _two_loop(grad: torch.Tensor, history, h_diag: float) -> torch.Tensor:
-    """The L-BFGS search direction ``-H·grad`` from the stored (y, s, 1/yᵀs) pairs."""
+def _two_loop(grad: torch.Tensor, history, h_diag: float, precondition: Preconditioner) -> torch.Tensor:
+    """The L-BFGS search direction ``-H·grad`` from the stored (y, s, 1/yᵀs) pairs, starting from
+    ``H₀ = h_diag · precondition``."""
     q = grad.neg()
     alphas = []
     for change, move, rho in reversed(history):
         alpha = float(move.dot(q)) * rho
         q.add_(change, alpha=-alpha)
         alphas.append(alpha)
-    r = q.mul_(h_diag)
+    r = precondition(q, out=q).mul_(h_diag)
     for (change, move, rho), alpha in zip(history, reversed(alphas)):
         beta = float(change.dot(r)) * rho
         r.add_(move, alpha=alpha - beta)

@@ -159,7 +159,7 @@ class _Run:
                 outcome = optimize(
                     start, objective, optimizer=config.optimizer, iterations=iterations,
                     learning_rate=config.learning_rate, on_step=reporter.on_step, horizon=stage.iterations,
-                    history=plan.history,
+                    history=plan.history, smoothing=config.lbfgs_smoothing,
                 )
             del start, objective
             if outcome.steps:
