@@ -110,7 +110,7 @@ class Config:
     #: How strongly L-BFGS's search directions favour broad changes over fine ones: the gain of
     #: its smoothing preconditioner (:mod:`nst_core.smoothing`). The loss is the same, only the
     #: path to it changes. 0: plain L-BFGS.
-    lbfgs_smoothing: float = 2.0
+    lbfgs_smoothing: float = 4.0
     #: Start image: ``content``, ``noise``, ``image`` (needs ``init_image``) or a plugin's.
     init: str = "content"
     init_image: str | None = None
