@@ -65,7 +65,9 @@ def smoothing_preconditioner(shape: torch.Size, gain: float, *, device: torch.de
 
 
 def _identity(vector: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    return vector.clone() if out is None else out.copy_(vector)
+    if out is None:
+        return vector.clone()
+    return out if out is vector else out.copy_(vector)
 
 
 def _fast_fft_length(length: int) -> int:

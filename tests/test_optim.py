@@ -81,8 +81,11 @@ def test_smoothing_preconditioner_is_symmetric_positive_definite_and_lifts_broad
     shape = torch.Size((1, 3, 24, 40))
     apply = smoothing_preconditioner(shape, 2.0, device=torch.device("cpu"))
     torch.manual_seed(0)
-    v, w = torch.randn(2, shape.numel(), dtype=torch.float64).float()
-    assert torch.equal(smoothing_preconditioner(shape, 0.0, device=torch.device("cpu"))(v), v)  # plain L-BFGS
+    v, w = torch.randn(2, shape.numel())
+    identity = smoothing_preconditioner(shape, 0.0, device=torch.device("cpu"))  # plain L-BFGS
+    assert torch.equal(identity(v), v) and identity(v) is not v
+    same = v.clone()
+    assert identity(same, out=same) is same and torch.equal(same, v)
     into = w.clone()
     assert torch.equal(apply(w, out=into), apply(w)) and not torch.equal(into, w)  # into out, same result
     apply(into.copy_(w), out=into)
