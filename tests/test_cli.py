@@ -18,6 +18,24 @@ def run_cli(*args, env=None, timeout=300):
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def interrupt_cli(*args, when, timeout=120):
+    """Run ``nst-core *args`` (with ``--progress json`` among them), press Ctrl-C (SIGINT) as soon as
+    an event it prints satisfies ``when``, and return it finished, as :func:`run_cli` does; its
+    ``stdout`` holds the lines after that event."""
+    proc = subprocess.Popen([str(NST_CORE), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for line in proc.stdout:
+            if when(json.loads(line)):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def one_line_error(proc, code):
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -141,19 +159,10 @@ def test_output_equal_to_input_is_refused(random_weights, small_files):
 
 def test_sigint_writes_best_so_far_and_exits_130(random_weights, small_files, tmp_path):
     output = tmp_path / "interrupted.png"
-    proc = subprocess.Popen([str(NST_CORE), "run", *map(str, small_files), "-o", str(output), "--size", "32",
-                             "-n", "100000", "--progress", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ))
-    try:
-        for line in proc.stdout:
-            if json.loads(line)["event"] == "progress":
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
-    done = json.loads(out.strip().splitlines()[-1])
+    proc = interrupt_cli("run", *small_files, "-o", output, "--size", "32", "-n", "100000", "--progress", "json",
+                         when=lambda event: event["event"] == "progress")
+    assert proc.returncode == 130, proc.stderr
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
     assert done["event"] == "done" and done["cancelled"] is True and done["steps"] < 100000
     assert output.is_file()
 

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from nst_core.batch_manifest import MANIFEST_NAME
 from nst_core.image import load_image
 
 from .conftest import shared_image
-from .test_cli import NST_CORE, run_cli
+from .test_cli import interrupt_cli, run_cli
 from .test_malloc import large_block_source
 
 import distributed  # noqa: E402,F401 - the 'cluster' extra is part of the test install (.ci/run)
@@ -148,13 +147,9 @@ def test_resume_after_an_interrupted_batch_on_workers(random_weights, tmp_path):
     out = tmp_path / "out"
     args = ["run", str(tmp_path / "photos"), str(style), "--out-dir", str(out), "--size", "32", "-n", "6",
             "--progress", "json"]
-    proc = subprocess.Popen([str(NST_CORE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:  # stop the batch once its first photo is done
-        if json.loads(line)["event"] == "done":
-            proc.send_signal(signal.SIGINT)
-            break
-    proc.communicate(timeout=300)
-    assert proc.returncode == 130
+    # stop the batch once its first photo is done
+    proc = interrupt_cli(*args, when=lambda event: event["event"] == "done", timeout=300)
+    assert proc.returncode == 130, proc.stderr
     # the manifest vouches for the photos finished; one stopped early (its best image so far is
     # written) is not complete
     done_first = sorted(json.loads((out / MANIFEST_NAME).read_text())["outputs"])

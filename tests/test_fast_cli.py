@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 from fractions import Fraction
 
 import numpy as np
@@ -20,7 +18,7 @@ from nst_core.fast import load_model
 from nst_core.fast.model_file import FORMAT
 
 from .conftest import shared_image
-from .test_cli import NST_CORE, one_line_error, run_cli
+from .test_cli import interrupt_cli, one_line_error, run_cli
 
 TINY_NET = ("--channels", "4,8,8", "--residual-blocks", "1")
 TINY_TRAIN = ("--batch-size", "1", "--crop-size", "32", "--style-size", "32", *TINY_NET)
@@ -121,19 +119,9 @@ def test_train_default_output_is_the_models_folder_and_models_list_shows_it(rand
 def test_sigint_during_training_writes_a_checkpoint(random_weights, files, tmp_path):
     photos, style = files
     path = tmp_path / "m.nst"
-    proc = subprocess.Popen([str(NST_CORE), "train", str(style), "--images", str(photos), "-o", str(path),
-                             "--steps", "100000", "--checkpoint-every", "0", "--progress", "json", *TINY_TRAIN],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if json.loads(line).get("event") == "progress":
-                break
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130
+    proc = interrupt_cli("train", style, "--images", photos, "-o", path, "--steps", "100000", "--checkpoint-every", "0",
+                         "--progress", "json", *TINY_TRAIN, when=lambda event: event.get("event") == "progress")
+    assert proc.returncode == 130, proc.stderr
     assert 1 <= load_model(path).step < 100000
 
 

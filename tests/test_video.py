@@ -2,8 +2,6 @@
 painted through the real command (subprocess) and the Python API."""
 
 import json
-import signal
-import subprocess
 from fractions import Fraction
 
 import numpy as np
@@ -21,7 +19,7 @@ from nst_core.video import container, flow  # noqa: E402
 from nst_core.video.loop import VideoOptions, stylize_frames, stylize_video  # noqa: E402
 from nst_core.video.synthetic import pan_zoom, write_clip  # noqa: E402
 
-from .test_cli import NST_CORE, one_line_error, run_cli  # noqa: E402
+from .test_cli import interrupt_cli, one_line_error, run_cli  # noqa: E402
 
 FRAMES, RATE, HW = 12, 12, (72, 96)
 
@@ -65,20 +63,10 @@ def test_cli_keeps_frame_count_rate_and_sound(clip, tmp_path):
 def test_ctrl_c_keeps_finished_frames_and_resume_continues(clip, tmp_path):
     path, painting = clip
     output = tmp_path / "painted.webm"
-    command = [str(NST_CORE), "video", str(path), str(painting), "--method", "instant", "-o", str(output),
-               "--progress", "json"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            event = json.loads(line)
-            if event["event"] == "progress" and event.get("frame") == 3:
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
-    assert "--resume" in err and not output.exists()
+    proc = interrupt_cli("video", path, painting, "--method", "instant", "-o", output, "--progress", "json",
+                         when=lambda event: event["event"] == "progress" and event.get("frame") == 3)
+    assert proc.returncode == 130, proc.stderr
+    assert "--resume" in proc.stderr and not output.exists()
     kept = sorted((tmp_path / "painted.webm.nst-core-frames").glob("*.png"))
     assert 3 <= len(kept) < FRAMES
     proc = run_cli("video", path, painting, "--method", "instant", "-o", output, "--progress", "json", "--resume")
