@@ -16,13 +16,12 @@ from nst_core.losses import gram_matrix, style_loss
 from nst_core.objective import build_objective
 from nst_core.plugins import shared_registries
 from nst_core.regions import RegionLoss, guided_gram_sums, layer_guide, stage_masks
-from nst_core.tiling import TiledEvaluator
 
 from .conftest import shared_image
 from .test_cli import one_line_error, run_cli
+from .test_tiling import whole_and_tiled_gradient_error
 
 SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"))
-STRIDES = {"relu1_1": 1, "relu2_1": 2, "relu2_2": 2}
 #: Layers the tests measure style with: shallow enough to tell the halves of a small image apart.
 MEASURED = ("relu1_1", "relu2_1", "relu3_1")
 
@@ -145,32 +144,7 @@ def test_tiled_region_loss_and_gradient_equal_the_whole_images():
     for term in terms.values():
         if hasattr(term, "set_image_size"):
             term.set_image_size(hw)
-    with torch.no_grad():
-        for term in terms.values():
-            term.set_content_targets(network(content))
-            term.set_style_targets([network(style) for style in styles], [0.5, 0.5])
-    whole_point = point.clone().requires_grad_(True)
-    image = whole_point.clamp(0, 1)
-    features = network(image)
-    whole_losses = {name: term.weight * term(image, features) for name, term in terms.items()}
-    sum(whole_losses.values()).backward()
-
-    tiles = TiledEvaluator(network, core=16, halo=12, strides=STRIDES)
-    for term in terms.values():
-        term.set_content_targets(tiles.whole_maps(content, ["relu2_2"]))
-    statistics = [tiles.summed_statistics(style, terms) for style in styles]
-    for name, term in terms.items():
-        if term.layers:
-            term.set_style_statistics([s[name] for s in statistics], [0.5, 0.5])
-    tiled_point = point.clone().requires_grad_(True)
-    total, losses = tiles.objective(terms)(tiled_point)
-    total.backward()
-
-    assert len(tiles.grids_used[0]) >= 12
-    for name, value in whole_losses.items():
-        assert float(losses[name]) == pytest.approx(float(value.detach()), rel=1e-5), name
-    error = (tiled_point.grad - whole_point.grad).norm() / whole_point.grad.norm()
-    assert error < 1e-5
+    assert whole_and_tiled_gradient_error(network, terms, content, styles, point) < 1e-5
 
 
 def test_a_region_run_over_its_memory_budget_is_tiled_and_coarse_to_fine(random_weights):
