@@ -20,3 +20,11 @@ def gimp_env() -> float:
         return harness.ensure_env()
     except Exception as error:  # noqa: BLE001
         pytest.fail(f"GIMP 3 environment unavailable: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def real_weights() -> Path:
+    """The float VGG-16 weights in ../shared, which the GIMP runs use; FAIL when they are missing."""
+    if not harness.weights_file().is_file():
+        pytest.fail(f"real VGG-16 weights missing: {harness.weights_file()}", pytrace=False)
+    return harness.weights_file()

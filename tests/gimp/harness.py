@@ -68,9 +68,10 @@ def cli_executable() -> Path:
     raise RuntimeError(f"no nst-core executable next to {sys.executable}; pip install -e . first")
 
 
-def install_plugin(home: Path, cli: Path) -> Path:
+def install_plugin(home: Path, cli: Path | None = None) -> Path:
     """Install the plug-in into HOME/.config/GIMP/3.0/plug-ins with the project's installer (in
-    a profile that skips GIMP's welcome dialog)."""
+    a profile that skips GIMP's welcome dialog), driving ``cli`` (default: :func:`cli_executable`)."""
+    cli = cli or cli_executable()
     sys.path.insert(0, str(REPO / "plugins" / "cli"))
     from nst_cli.gimp_install import install
 
@@ -171,6 +172,15 @@ def train_tiny_model(path: Path) -> Path:
                                 network=NetworkShape(channels=(4, 8, 8), residual_blocks=1))
     train(load(style_file()), [load(photo_file())], path, style_name=path.stem, settings=settings,
           config=training_config(weights=str(weights_file()), device="cpu"))
+    return path
+
+
+def save_photo(path: Path, width: int, height: int) -> Path:
+    """The test photo resized to WIDTH×HEIGHT, as an RGB file GIMP opens (the format by the suffix)."""
+    from PIL import Image
+
+    with Image.open(photo_file()) as photo:
+        photo.convert("RGB").resize((width, height)).save(path)
     return path
 
 

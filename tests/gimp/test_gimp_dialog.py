@@ -29,14 +29,10 @@ INSTANT = "python-fu-nst-instant-style"
 
 @pytest.fixture(scope="module")
 def dialog(gimp_env, tmp_path_factory):
-    from PIL import Image
-
     base = tmp_path_factory.mktemp("dialog")
     home = base / "home"
-    harness.install_plugin(home, harness.cli_executable())
-    image = base / "photo.png"
-    with Image.open(harness.photo_file()) as photo:
-        photo.convert("RGB").resize((512, 384)).save(image)  # the preview: 384 x 288
+    harness.install_plugin(home)
+    image = harness.save_photo(base / "photo.png", 512, 384)  # the preview: 384 x 288
     spec = {"image": str(image), "results": str(base / "results.json"), "runs": [
         {"props": {}, "keys": ["alt+o", "Escape"]},  # no style: OK (Alt+O) does nothing; Escape cancels
         {"props": {"style-file": str(harness.style_file()), "iterations": 2, "size": 32, "model": "vgg16"},

@@ -37,13 +37,10 @@ def result_name(layer, style="starry_night"):
 
 
 @pytest.fixture(scope="module")
-def gimp_results(gimp_env, tmp_path_factory):
-    if not harness.weights_file().is_file():
-        pytest.fail(f"real VGG-16 weights missing: {harness.weights_file()}", pytrace=False)
+def gimp_results(gimp_env, real_weights, tmp_path_factory):
     base = tmp_path_factory.mktemp("gimp")
     home = base / "home"
-    home.mkdir()
-    harness.install_plugin(home, harness.cli_executable())
+    harness.install_plugin(home)
     harness.write_photo(base / "photo.rgba", WIDTH, HEIGHT)
     harness.train_tiny_model(home / ".cache" / "nst-core" / "models" / f"{FAST_STYLE}.nst")
     spec = {"results": str(base / "results.json"), "style": str(harness.style_file()),

@@ -56,13 +56,10 @@ def mean_colour(path: Path) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def regions(gimp_env, tmp_path_factory):
-    if not harness.weights_file().is_file():
-        pytest.fail(f"real VGG-16 weights missing: {harness.weights_file()}", pytrace=False)
+def regions(gimp_env, real_weights, tmp_path_factory):
     base = tmp_path_factory.mktemp("regions")
     home = base / "home"
-    home.mkdir()
-    harness.install_plugin(home, harness.cli_executable())
+    harness.install_plugin(home)
     harness.write_photo(base / "photo.rgba", WIDTH, HEIGHT)
     warm = write_painting(base / "warm.png", [(200, 40, 20), (240, 120, 30), (160, 20, 40), (250, 200, 60)], 1)
     cold = write_painting(base / "cold.png", [(20, 60, 200), (30, 160, 220), (10, 30, 120), (90, 200, 230)], 2)
@@ -158,14 +155,10 @@ def test_a_missing_channel_an_empty_selection_or_an_empty_channel_fail_before_ns
 
 @pytest.fixture(scope="module")
 def region_dialog(gimp_env, tmp_path_factory):
-    from PIL import Image
-
     base = tmp_path_factory.mktemp("region-dialog")
     home = base / "home"
-    harness.install_plugin(home, harness.cli_executable())
-    image = base / "photo.png"
-    with Image.open(harness.photo_file()) as photo:
-        photo.convert("RGB").resize((256, 192)).save(image)
+    harness.install_plugin(home)
+    image = harness.save_photo(base / "photo.png", 256, 192)
     shared = harness.style_file().parent
     halves = {"left": [0, 0, 128, 192], "right": [128, 0, 128, 192]}
     paintings = {"painting-1": str(shared / "starry_night.jpg"), "painting-2": str(shared / "the_scream.jpg")}
