@@ -97,6 +97,7 @@ def test_an_impossible_size_allocates_nothing_big(random_weights, small_pair):
     (["--time-budget", "1e308"], "--time-budget must be between"),
     (["--seed", str(2**70)], "--seed must be at most"),
     (["--seed", "-1"], "--seed must be at least 0"),
+    (["--lbfgs-smoothing", "-1"], "--lbfgs-smoothing must be"),
     (["--content-layers", ","], "expected comma-separated layer names"),
     (["--style-layers", " , "], "expected comma-separated layer names"),
     (["--precision", "fp16", "--device", "cpu"], "--precision fp16 works only on a CUDA GPU"),

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nst_core import OptimizationError
+from nst_core import Config, OptimizationError
 from nst_core.optim import optimize
 
 
@@ -118,3 +118,15 @@ def test_smoothing_reaches_a_lower_loss_where_broad_changes_are_felt_weakly():
                  on_step=lambda step, losses, best: totals.append(losses["total"]) or False, smoothing=gain)
         finals[gain] = min(totals)
     assert finals[2.0] < 0.85 * finals[0.0], finals  # measured: 0.76×
+
+
+def test_the_command_line_sets_the_smoothing():
+    from nst_cli.main import build_parser, config_from_args
+
+    def smoothing_of(*options):
+        args = build_parser().parse_args(["run", "c.png", "s.png", "-o", "o.png", *options])
+        return config_from_args(args).lbfgs_smoothing
+
+    assert smoothing_of() == Config().lbfgs_smoothing > 0  # every preset keeps the default
+    assert smoothing_of("--lbfgs-smoothing", "0") == 0.0
+    assert smoothing_of("--preset", "best", "--lbfgs-smoothing", "8") == 8.0
