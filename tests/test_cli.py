@@ -50,9 +50,10 @@ def test_help_explains_every_option():
     assert proc.returncode == 0
     for option in ("--size", "--iterations", "--content-weight", "--style-weight", "--tv-weight", "--style-blend",
                    "--style-scale", "--content-layers", "--style-layers", "--style-layer-weights", "--pooling",
-                   "--init", "--init-image", "--optimizer", "--learning-rate", "--lbfgs-smoothing", "--seed", "--model", "--weights",
-                   "--device", "--precision", "--preserve-color", "--save-every", "--progress", "--quiet",
-                   "--preset", "--time-budget", "--scales", "--coarse-iterations", "--memory-format"):
+                   "--init", "--init-image", "--optimizer", "--learning-rate", "--lbfgs-smoothing", "--seed",
+                   "--model", "--weights", "--device", "--precision", "--preserve-color", "--save-every",
+                   "--progress", "--quiet", "--preset", "--time-budget", "--scales", "--coarse-iterations",
+                   "--memory-format"):
         assert option in proc.stdout, option
     top = run_cli("--help")
     assert top.returncode == 0 and "run" in top.stdout and "weights" in top.stdout
