@@ -18,6 +18,13 @@ def run_cli(*args, env=None, timeout=300):
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def config_of(*options):
+    """The settings ``nst-core run c.png s.png -o o.png *options`` would run with (parsed only)."""
+    from nst_cli.main import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["run", "c.png", "s.png", "-o", "o.png", *options]))
+
+
 def interrupt_cli(*args, when, timeout=120):
     """Run ``nst-core *args`` (with ``--progress json`` among them), press Ctrl-C (SIGINT) as soon as
     an event it prints satisfies ``when``, and return it finished, as :func:`run_cli` does; its

@@ -19,6 +19,8 @@ from nst_core.color import (
 from nst_core.image import load_image
 from nst_core.plugins import build_registries, make_plugin_manager
 
+from .test_cli import config_of
+
 METHODS = ("luminance", "histogram", "luminance-post", "histogram-post")
 
 
@@ -298,14 +300,12 @@ def test_config_checks_color_match_and_strength():
 
 
 def test_cli_options_reach_the_config():
-    from nst_cli.main import UsageError, build_parser, config_from_args
+    from nst_cli.main import UsageError, build_parser
 
     parser = build_parser()
-    args = parser.parse_args(["run", "c.png", "s.png", "-o", "o.png", "--preserve-color", "histogram-post",
-                              "--color-match", "chol", "--color-strength", "0.4"])
-    config = config_from_args(args)
+    config = config_of("--preserve-color", "histogram-post", "--color-match", "chol", "--color-strength", "0.4")
     assert (config.preserve_color, config.color_match, config.color_strength) == ("histogram-post", "chol", 0.4)
-    defaults = config_from_args(parser.parse_args(["run", "c.png", "s.png", "-o", "o.png"]))
+    defaults = config_of()
     assert (defaults.preserve_color, defaults.color_match, defaults.color_strength) == ("none", "sym", 1.0)
     help_text = parser._subparsers._group_actions[0].choices["run"].format_help()
     for name in METHODS:
@@ -313,7 +313,7 @@ def test_cli_options_reach_the_config():
     with pytest.raises(UsageError, match="--color-match: invalid choice: 'lab'"):
         parser.parse_args(["run", "c.png", "s.png", "-o", "o.png", "--color-match", "lab"])
     with pytest.raises(ConfigError, match="color_strength"):
-        config_from_args(parser.parse_args(["run", "c.png", "s.png", "-o", "o.png", "--color-strength", "2"]))
+        config_of("--color-strength", "2")
 
 
 @pytest.mark.parametrize("name", ["histogram", "luminance-post", "histogram-post"])  # luminance: below

@@ -6,6 +6,8 @@ import torch
 from nst_core import Config, OptimizationError
 from nst_core.optim import optimize
 
+from .test_cli import config_of
+
 
 def _quadratic(target, scale):
     def objective(image):
@@ -121,12 +123,6 @@ def test_smoothing_reaches_a_lower_loss_where_broad_changes_are_felt_weakly():
 
 
 def test_the_command_line_sets_the_smoothing():
-    from nst_cli.main import build_parser, config_from_args
-
-    def smoothing_of(*options):
-        args = build_parser().parse_args(["run", "c.png", "s.png", "-o", "o.png", *options])
-        return config_from_args(args).lbfgs_smoothing
-
-    assert smoothing_of() == Config().lbfgs_smoothing > 0  # every preset keeps the default
-    assert smoothing_of("--lbfgs-smoothing", "0") == 0.0
-    assert smoothing_of("--preset", "best", "--lbfgs-smoothing", "8") == 8.0
+    assert config_of().lbfgs_smoothing == Config().lbfgs_smoothing > 0  # every preset keeps the default
+    assert config_of("--lbfgs-smoothing", "0").lbfgs_smoothing == 0.0
+    assert config_of("--preset", "best", "--lbfgs-smoothing", "8").lbfgs_smoothing == 8.0

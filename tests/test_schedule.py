@@ -8,6 +8,8 @@ from nst_core.errors import ConfigError
 from nst_core.records import Progress
 from nst_core.schedule import MAX_BUDGET_SCALES, BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget
 
+from .test_cli import config_of
+
 
 def test_sizes_halve_towards_the_start_and_end_at_the_output():
     stages = plan_stages((384, 512), Config(scales=3, iterations=40, coarse_iterations=70))
@@ -106,10 +108,8 @@ def test_a_small_budget_adds_coarser_sizes_until_the_first_gets_enough_steps():
 
 
 def test_the_commands_start_image_follows_the_preset_unless_the_user_names_one():
-    from nst_cli.main import build_parser, config_from_args
-
     def init_of(*options):
-        return config_from_args(build_parser().parse_args(["run", "c.png", "s.png", "-o", "o.png", *options])).init
+        return config_of(*options).init
 
     assert init_of() == "instant"  # every preset: measured over 6 pairs (README, Speed)
     assert init_of("--preset", "best") == "instant"
