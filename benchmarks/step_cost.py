@@ -1,12 +1,13 @@
 """What an optimization step costs against its network (issue 17), in one run on this machine.
 
-For each size (256, 512 and 1024 px long side, 4:3) and each precision and memory layout this
-machine offers (fp32 contiguous and channels_last; bf16 too where :func:`nst_core.precision.fast_bf16`
-says bf16 is fast), three figures:
+For each size (256, 512 and 1024 px long side, 4:3) and each precision, memory layout and
+convolution method this machine offers (fp32 contiguous and channels_last; fp32 with Winograd's
+convolutions where NNPACK runs, :mod:`nst_core.winograd`; bf16 too where
+:func:`nst_core.precision.fast_bf16` says bf16 is fast), three figures:
 
 * **bare**: the network alone, VGG-19 with the real float weights, forward to ``relu5_1`` and the
-  gradient of one scalar with respect to the input image (weights frozen), in that precision and
-  layout: what a step cannot go below;
+  gradient of one scalar with respect to the input image (weights frozen), in that precision,
+  layout and convolution method: what a step cannot go below;
 * **step**: an nst-core step as the engine runs it (:func:`nst_core.stylize`, the default
   objective: content, five Gram terms, total variation, L-BFGS), timed between successive
   progress events, so L-BFGS's own work and every copy and addition count;
@@ -15,7 +16,8 @@ says bf16 is fast), three figures:
 
 Bare and step alternate, ``--repeats`` times each, and each figure is the median (the spread,
 min–max, is printed beside it): the host is shared, so only ratios measured side by side mean
-anything. The target is ``step / bare ≤ 1.3`` at 512 px.
+anything. The target is ``step / bare ≤ 1.3`` at 512 px. The last column is each step against
+the fp32 contiguous standard step of the same size (medians of the same run).
 
     python -m benchmarks.step_cost                    # 256, 512, 1024 (~10 min on 2 AVX2 cores)
     python -m benchmarks.step_cost --sizes 256,512 --repeats 2
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nst_core import Config, hookimpl, stylize
+from nst_core import Config, hookimpl, stylize, winograd
 from nst_core.device import autocast
 
 from .evaluator import SHARED
@@ -78,22 +80,27 @@ def photo_and_painting(size: int) -> tuple[np.ndarray, np.ndarray]:
     return photo, painting
 
 
-def engine_step(photo, painting, size: int, precision: str, layout: str, steps: int, profile: bool):
+def engine_step(photo, painting, size: int, variant: tuple[str, str, str], steps: int, profile: bool):
     clock = StepClock(profile)
+    precision, layout, convolution = variant
     config = Config(size=size, iterations=steps, precision=precision, memory_format=layout,
-                    weights=str(WEIGHTS), model="vgg19")
+                    convolution=convolution, weights=str(WEIGHTS), model="vgg19")
     stylize(photo, [painting], config=config, plugins=[clock])
     return clock.step_seconds(), clock.conv_share()
 
 
-def bare_network(size_hw: tuple[int, int], precision: str, layout: str):
-    """``step()`` → seconds of one forward to relu5_1 and input gradient, in this precision and layout."""
+def bare_network(size_hw: tuple[int, int], variant: tuple[str, str, str]):
+    """``step()`` → seconds of one forward to relu5_1 and input gradient, in this precision, layout
+    and convolution method."""
     from nst_core.plugins import shared_registries
 
     config = Config(weights=str(WEIGHTS), model="vgg19")
     extractor = shared_registries().extractors.get("vgg19").build(config=config, layers=["relu5_1"], device=torch.device("cpu"))
+    precision, layout, convolution = variant
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     extractor = extractor.to(memory_format=memory_format)
+    if convolution == "winograd":
+        extractor = winograd.with_winograd(extractor)
     image = torch.rand((1, 3, *size_hw), generator=torch.Generator().manual_seed(0))
 
     def step() -> float:
@@ -108,10 +115,12 @@ def bare_network(size_hw: tuple[int, int], precision: str, layout: str):
     return step
 
 
-def variants(machine: dict) -> list[tuple[str, str]]:
-    found = [("fp32", "contiguous"), ("fp32", "channels_last")]
+def variants(machine: dict) -> list[tuple[str, str, str]]:
+    found = [("fp32", "contiguous", "standard"), ("fp32", "channels_last", "standard")]
+    if winograd.available(torch.device("cpu")):
+        found.append(("fp32", "contiguous", "winograd"))
     if machine["fast_bf16"]:
-        found += [("bf16", "contiguous"), ("bf16", "channels_last")]
+        found += [("bf16", "contiguous", "standard"), ("bf16", "channels_last", "standard")]
     return found
 
 
@@ -119,32 +128,37 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3g} ({min(values):.3g}–{max(values):.3g})"
 
 
-def measure(size: int, precision: str, layout: str, repeats: int, steps: int) -> dict:
+def measure(size: int, variant: tuple[str, str, str], repeats: int, steps: int) -> dict:
     photo, painting = photo_and_painting(size)
     hw = photo.shape[:2]
-    bare = bare_network(hw, precision, layout)
+    bare = bare_network(hw, variant)
     bare_times, step_times, ratios = [], [], []
     for _ in range(repeats):
         b = statistics.median(bare() for _ in range(3))
-        s, _share = engine_step(photo, painting, size, precision, layout, steps, profile=False)
+        s, _share = engine_step(photo, painting, size, variant, steps, profile=False)
         bare_times.append(b)
         step_times.append(s)
         ratios.append(s / b)
     # the profiler slows what it watches: its run is not timed
-    share = engine_step(photo, painting, size, precision, layout, min(steps, 4), profile=True)[1]
+    share = engine_step(photo, painting, size, variant, min(steps, 4), profile=True)[1]
+    precision, layout, convolution = variant
     return {
-        "size": f"{hw[1]}x{hw[0]}", "precision": precision, "layout": layout,
+        "size": f"{hw[1]}x{hw[0]}", "precision": precision, "layout": layout, "convolution": convolution,
         "bare_s": bare_times, "step_s": step_times, "ratio": ratios,
         "conv_share": share,
     }
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'size':>9}  {'precision':9} {'layout':13} {'bare s':>20} {'step s':>20} {'step/bare':>18} {'conv share':>10}"]
+    lines = [f"{'size':>9}  {'precision':9} {'layout':13} {'conv':9} {'bare s':>20} {'step s':>20} "
+             f"{'step/bare':>18} {'conv share':>10} {'vs standard':>11}"]
+    standard = {r["size"]: statistics.median(r["step_s"]) for r in rows
+                if (r["precision"], r["layout"], r["convolution"]) == ("fp32", "contiguous", "standard")}
     for r in rows:
         share = f"{r['conv_share']:.0%}" if r["conv_share"] is not None else "-"
-        lines.append(f"{r['size']:>9}  {r['precision']:9} {r['layout']:13} {spread(r['bare_s']):>20} "
-                     f"{spread(r['step_s']):>20} {spread(r['ratio']):>18} {share:>10}")
+        against = f"{statistics.median(r['step_s']) / standard[r['size']]:.2f}x" if r["size"] in standard else "-"
+        lines.append(f"{r['size']:>9}  {r['precision']:9} {r['layout']:13} {r['convolution']:9} {spread(r['bare_s']):>20} "
+                     f"{spread(r['step_s']):>20} {spread(r['ratio']):>18} {share:>10} {against:>11}")
     return "\n".join(lines)
 
 
@@ -160,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
           f"fast bf16: {machine['fast_bf16']}", flush=True)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        for precision, layout in variants(machine):
+        for variant in variants(machine):
             steps = args.steps if size <= 512 else max(3, args.steps // 2)
-            rows.append(measure(size, precision, layout, args.repeats, steps))
-            print(table(rows[-1:]).splitlines()[1], flush=True)
+            rows.append(measure(size, variant, args.repeats, steps))
+            print(table(rows).splitlines()[-1], flush=True)
     print(table(rows))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))

@@ -28,6 +28,9 @@ OPTIMIZERS = ("lbfgs", "adam")
 #: :mod:`nst_core.precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+#: How 3×3 convolutions are computed: ``auto`` (measured), PyTorch's ``standard`` kernels, or
+#: ``winograd`` (NNPACK's Winograd transform: CPU, float32; see :mod:`nst_core.winograd`).
+CONVOLUTIONS = ("auto", "standard", "winograd")
 #: How colour methods match one image's colours to another's (see :mod:`nst_core.color`).
 COLOR_MATCHES = ("chol", "pca", "sym", "histogram")
 #: The smallest memory budget a run accepts (bytes).
@@ -133,6 +136,8 @@ class Config:
     precision: str = "auto"
     #: Network memory layout: ``auto`` (measured), ``contiguous`` or ``channels_last``.
     memory_format: str = "auto"
+    #: 3×3 convolutions: ``auto`` (measured), ``standard`` or ``winograd`` (CPU, fp32 only).
+    convolution: str = "auto"
     #: Bytes of memory the run's work may use (RAM on a CPU, GPU memory on CUDA), besides PyTorch
     #: and the network (about 0.7 GB on a CPU); a size that does not fit is computed in tiles
     #: (see :mod:`nst_core.tiling`). ``None``: half the memory available when the run starts,
@@ -161,6 +166,9 @@ class Config:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        _check_choice("convolution", self.convolution, CONVOLUTIONS)
+        if self.convolution == "winograd" and self.precision in ("bf16", "fp16"):
+            raise ConfigError(f"{setting('convolution')} winograd runs in fp32 only, not {setting('precision')} {self.precision}")
         _check_int("scales", self.scales, minimum=1)
         _check_int("max_memory", self.max_memory, minimum=MIN_MEMORY, optional=True)
         _check_int("coarse_iterations", self.coarse_iterations, minimum=1)

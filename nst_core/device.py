@@ -1,6 +1,6 @@
 """Where networks run and in which precision: the device by name, and autocast for a precision.
 
-Every method and the fast-style trainer use these two, so ``Config.device`` and
+Every method and the fast-style trainer use these, so ``Config.device`` and
 ``Config.precision`` mean the same everywhere.
 """
 
@@ -10,6 +10,7 @@ import contextlib
 
 import torch
 
+from . import winograd
 from .errors import ConfigError, setting
 
 
@@ -38,6 +39,14 @@ def check_precision(precision: str, device: torch.device) -> None:
             f"{setting('precision')} fp16 works only on a CUDA GPU (on a {device.type} its gradients overflow); "
             "use bf16, fp32 or auto"
         )
+
+
+def check_convolution(convolution: str, device: torch.device) -> None:
+    """Refuse Winograd convolutions where NNPACK cannot run them (not a CPU, or a PyTorch built
+    without NNPACK)."""
+    if convolution == "winograd" and not winograd.available(device):
+        where = "this PyTorch has no NNPACK" if device.type == "cpu" else f"not on a {device.type}"
+        raise ConfigError(f"{setting('convolution')} winograd runs only on a CPU with NNPACK ({where}); use standard or auto")
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -34,6 +34,10 @@ OUTPUT_IMAGE_COPIES = 4
 #: The network's forward and backward pass needs this much more than its activations (the
 #: gradient buffers of the largest layers while they are back-propagated).
 BACKWARD_MARGIN = 1.15
+#: Winograd's convolutions (:mod:`nst_core.winograd`) keep NNPACK's workspace: the transformed
+#: input and output tiles of the largest layer, about this many times that layer's activations
+#: (measured: 3.6× for VGG's 64-channel layers at 512×384 and at 1024×768).
+WINOGRAD_WORKSPACE = 3.6
 #: Fewest L-BFGS history pairs a memory budget may leave (fewer makes L-BFGS gradient descent).
 MIN_HISTORY = 3
 #: Halo around each tile's core, in multiples of the network's largest stride (3 × 16 = 48 px
@@ -113,6 +117,7 @@ def measure_network(
     *,
     side: int = 128,
     float_copies: tuple[str, ...] = (),
+    workspace: float = 0.0,
 ) -> NetworkCost:
     """Count the activations ``network`` produces for a ``side``² image (forward hooks).
 
@@ -120,13 +125,16 @@ def measure_network(
     a value, which is what autograd keeps for the backward pass in fp32 (and more than it keeps
     in bf16). ``float_copies`` are the layers the loss terms convert to float32 when the network
     runs in a lower precision: those copies are kept for the backward pass too, on top.
+    ``workspace`` adds that many times the largest activation (a convolution method's scratch
+    memory, e.g. :data:`WINOGRAD_WORKSPACE`).
     """
-    counted = 0
+    counted = largest = 0
 
     def count(module, inputs, output) -> None:
-        nonlocal counted
+        nonlocal counted, largest
         if isinstance(output, torch.Tensor):
             counted += output.numel()
+            largest = max(largest, output.numel())
 
     handles = [m.register_forward_hook(count) for m in network.modules() if not list(m.children())]
     try:
@@ -140,7 +148,7 @@ def measure_network(
     strides = {name: max(1, round(side / f.shape[-1])) for name, f in features.items()}
     targets = sum(features[name].numel() for name in layers_for_targets if name in features)
     return NetworkCost(
-        train_bytes_per_pixel=BACKWARD_MARGIN * counted * _BYTES_PER_VALUE / pixels,
+        train_bytes_per_pixel=(BACKWARD_MARGIN * counted + workspace * largest) * _BYTES_PER_VALUE / pixels,
         target_bytes_per_pixel=targets * _BYTES_PER_VALUE / pixels,
         strides=strides,
     )

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from .config import Config
-from .device import autocast, check_precision, resolve_device
+from .device import autocast, check_convolution, check_precision, resolve_device
 from .errors import ConfigError, InputError, setting
 from .image import long_side_size, resize_to, to_array, to_tensor
 from .init_methods import accepts_styles
-from .memory import MemoryPlan, NetworkCost, default_budget, measure_network, plan_memory
+from .memory import WINOGRAD_WORKSPACE, MemoryPlan, NetworkCost, default_budget, measure_network, plan_memory
 from .objective import build_objective
 from .optim import LBFGS_HISTORY, StopOptimization, optimize
 from .plugins import RunContext
@@ -30,8 +30,9 @@ from .precision import choose as choose_layout
 from .records import Plan, Progress, Result
 from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget, size_label
 from .tiling import TiledEvaluator, check_tileable
+from .winograd import with_winograd
 
-#: Long side of the image on which precision and memory format are timed (a few steps, once
+#: Long side of the image on which precision, memory format and convolutions are timed (a few steps, once
 #: per machine; see :mod:`nst_core.precision`).
 PROBE_SIDE = 256
 
@@ -72,9 +73,11 @@ class _Run:
         self.terms = self.objective.terms
         self.device = resolve_device(config.device)
         check_precision(config.precision, self.device)
+        check_convolution(config.convolution, self.device)
         self.cancel_requested = False
         self.budget: BudgetClock | None = None
-        self.choice = Choice(config.precision, config.memory_format, reason="as configured")
+        self.choice = Choice(config.precision, config.memory_format, reason="as configured",
+                             convolution=config.convolution)
         #: Images with a side shorter than this are padded before the network (its deepest
         #: pooling would otherwise leave nothing); set once the network is measured.
         self.min_side = 1
@@ -101,13 +104,19 @@ class _Run:
         probe_hw = tuple(max(self.min_side, side) for side in long_side_size(out_hw, min(max(out_hw), PROBE_SIDE)))
         self.choice = self._choose_layout(extractor, probe_hw, layers[-1])
         self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")
-        if self.choice.precision != "fp32":  # the loss terms' float32 copies of what they read
-            cost = measure_network(extractor, self._content_target_layers(), self.device, float_copies=tuple(layers))
+        if self.choice.precision != "fp32" or self.choice.convolution == "winograd":
+            # the loss terms' float32 copies of what they read; NNPACK's workspace
+            copies = tuple(layers) if self.choice.precision != "fp32" else ()
+            workspace = WINOGRAD_WORKSPACE if self.choice.convolution == "winograd" else 0.0
+            cost = measure_network(extractor, self._content_target_layers(), self.device,
+                                   float_copies=copies, workspace=workspace)
         stages = plan_stages(out_hw, self._plan_config(out_hw, probe_hw))
         plans = [plan_memory(stage.hw, out_hw, budget=memory_budget, cost=cost,
                              history=min(LBFGS_HISTORY, stage.iterations)) for stage in stages]
         if self.choice.memory_format == "channels_last":
             extractor = extractor.to(memory_format=torch.channels_last)
+        if self.choice.convolution == "winograd":
+            extractor = with_winograd(extractor)
         if len(stages) > 1:
             sizes = " → ".join(stage.label for stage in stages)
             self.hook.nst_notice(message=f"coarse to fine: {sizes}")
@@ -185,6 +194,7 @@ class _Run:
                 "device": str(self.device),
                 "precision": self.choice.precision,
                 "memory_format": self.choice.memory_format,
+                "convolution": self.choice.convolution,
                 "size": f"{out_hw[1]}x{out_hw[0]}",
                 "scales": " ".join(stage.label for stage in stages),
                 "tiling": tiling,
@@ -312,13 +322,15 @@ class _Run:
         return config.replace(scales=scales)
 
     def _choose_layout(self, extractor, probe_hw: tuple[int, int], deepest: str) -> Choice:
-        """Precision and memory format: as configured, or measured on a ``probe_hw`` image."""
+        """Precision, memory format and convolutions: as configured, or measured on a ``probe_hw`` image."""
         config = self.config
         probe_image = torch.rand((1, 3, *probe_hw), generator=torch.Generator().manual_seed(0)).to(self.device)
 
-        def probe(precision: str, memory_format: str) -> float:
+        def probe(precision: str, memory_format: str, convolution: str) -> float:
             layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
             net = extractor.to(memory_format=layout)
+            if convolution == "winograd":
+                net = with_winograd(net)
 
             def step() -> None:
                 point = probe_image.contiguous(memory_format=layout).requires_grad_(True)
@@ -336,6 +348,7 @@ class _Run:
         return choose_layout(
             config.precision, config.memory_format, self.device, probe=probe,
             cache_key=f"{self.model} to {deepest} at {probe_hw[1]}x{probe_hw[0]}",
+            requested_convolution=config.convolution,
         )
 
     def _layout(self, image: torch.Tensor) -> torch.Tensor:

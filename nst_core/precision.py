@@ -1,8 +1,10 @@
-"""Choosing the network's precision and memory layout by looking at the hardware, then measuring.
+"""Choosing the network's precision, memory layout and convolution method by looking at the
+hardware, then measuring.
 
 ``bf16`` autocast makes a step 4–5× faster on CPUs with AMX or AVX512-BF16 and 50–500× *slower*
 on CPUs without them (PyTorch falls back to slow reference kernels), and ``channels_last``
-helps on some machines and hurts on others. So ``auto`` never assumes: it only considers
+helps on some machines and hurts on others, as does computing 3×3 convolutions by Winograd's
+transform (:mod:`nst_core.winograd`; CPU, fp32, contiguous only). So ``auto`` never assumes: it only considers
 bf16 where the hardware reports fast bf16, then times a few real steps of each candidate and
 keeps the fastest, with fp32 kept unless another candidate is clearly faster. The image,
 Gram matrices and losses stay float32 whatever the network runs in.
@@ -25,10 +27,11 @@ from pathlib import Path
 
 import torch
 
+from . import winograd
 from .atomic_file import write_atomically
 from .weights.locations import cache_dir
 
-#: A candidate other than fp32/contiguous is kept only when at least this much faster.
+#: A candidate other than fp32/contiguous/standard is kept only when at least this much faster.
 MIN_GAIN = 1.15
 
 #: CPU flags (``/proc/cpuinfo``) that mean bf16 matrix maths runs in hardware.
@@ -44,11 +47,18 @@ class Choice:
     reason: str
     #: Seconds per step of the chosen setting on the probe image, where it was measured.
     step_seconds: float | None = None
+    #: How 3×3 convolutions run: ``standard`` or ``winograd``.
+    convolution: str = "standard"
 
     @property
     def label(self) -> str:
-        layout = "" if self.memory_format == "contiguous" else f", {self.memory_format}"
-        return f"{self.precision}{layout}"
+        return candidate_name(self.precision, self.memory_format, self.convolution).replace("/", ", ").replace(
+            ", contiguous", "")
+
+
+def candidate_name(precision: str, memory_format: str, convolution: str = "standard") -> str:
+    """``fp32/contiguous``, ``fp32/channels_last/winograd`` …: a candidate's name in reasons and the cache."""
+    return f"{precision}/{memory_format}" + ("" if convolution == "standard" else f"/{convolution}")
 
 
 def cpu_flags() -> frozenset[str]:
@@ -87,15 +97,26 @@ def fast_bf16(device: torch.device) -> tuple[bool, str]:
     return False, f"CPU has no AMX or AVX512-BF16 ({capability}): bf16 would run in slow fallback kernels"
 
 
-def candidates(requested_precision: str, requested_layout: str, device: torch.device) -> tuple[list[tuple[str, str]], str]:
-    """The (precision, memory format) pairs worth timing, and why the others are not."""
+def candidates(requested_precision: str, requested_layout: str, device: torch.device,
+               requested_convolution: str = "standard") -> tuple[list[tuple[str, str, str]], str]:
+    """The (precision, memory format, convolution) triples worth timing, and why the others are not.
+
+    Winograd's convolutions are only timed where NNPACK runs, in fp32, and (with ``auto``) on the
+    contiguous layout NNPACK reads.
+    """
     if requested_precision == "auto":
         fast, evidence = fast_bf16(device)
         precisions = ["fp32", "bf16"] if fast else ["fp32"]
     else:
         precisions, evidence = [requested_precision], f"{requested_precision} asked for"
     layouts = ["contiguous", "channels_last"] if requested_layout == "auto" else [requested_layout]
-    return [(p, m) for p in precisions for m in layouts], evidence
+    if requested_convolution != "auto":
+        return [(p, m, requested_convolution) for p in precisions for m in layouts], evidence
+    triples = [(p, m, "standard") for p in precisions for m in layouts]
+    winograd_layout = "contiguous" if "contiguous" in layouts else layouts[0]
+    if "fp32" in precisions and winograd.available(device):
+        triples.append(("fp32", winograd_layout, "winograd"))
+    return triples, evidence
 
 
 def choose(
@@ -103,34 +124,37 @@ def choose(
     requested_layout: str,
     device: torch.device,
     *,
-    probe: Callable[[str, str], float],
+    probe: Callable[[str, str, str], float],
     cache_key: str,
+    requested_convolution: str = "standard",
 ) -> Choice:
-    """Pick the precision and memory format for a run.
+    """Pick the precision, memory format and convolution method for a run.
 
-    :param probe: ``probe(precision, memory_format) -> seconds`` for one step (the caller times
-        the real objective); only called when there is more than one candidate.
+    :param probe: ``probe(precision, memory_format, convolution) -> seconds`` for one step (the
+        caller times the real objective); only called when there is more than one candidate.
     :param cache_key: what the timing depends on besides the machine (network, size).
     """
-    pairs, evidence = candidates(requested_precision, requested_layout, device)
-    if len(pairs) == 1:
-        return Choice(*pairs[0], reason=evidence)
-    names = [f"{p}/{m}" for p, m in pairs]
+    triples, evidence = candidates(requested_precision, requested_layout, device, requested_convolution)
+    if len(triples) == 1:
+        precision, memory_format, convolution = triples[0]
+        return Choice(precision, memory_format, reason=evidence, convolution=convolution)
+    by_name = {candidate_name(*triple): triple for triple in triples}
+    names = list(by_name)
     key = f"{machine_key(device)}|{cache_key}|{','.join(names)}"
     timings = _cached_timings(key, names)
     measured_now = timings is None
     if measured_now:
-        timings = {name: probe(p, m) for name, (p, m) in zip(names, pairs)}
+        timings = {name: probe(*triple) for name, triple in by_name.items()}
         _store_cache(key, timings)
-    baseline_name = f"{pairs[0][0]}/{pairs[0][1]}"
+    baseline_name = names[0]
     best_name = min(timings, key=timings.get)
     if timings[best_name] * MIN_GAIN > timings[baseline_name]:
         best_name = baseline_name
-    precision, memory_format = best_name.split("/")
+    precision, memory_format, convolution = by_name[best_name]
     shown = ", ".join(f"{name} {1000 * seconds:.0f} ms" for name, seconds in timings.items())
     source = "measured" if measured_now else "measured earlier"
     return Choice(precision, memory_format, reason=f"{evidence}; {source} per step: {shown}",
-                  step_seconds=timings[best_name])
+                  step_seconds=timings[best_name], convolution=convolution)
 
 
 def machine_key(device: torch.device) -> str:

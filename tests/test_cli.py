@@ -60,7 +60,7 @@ def test_help_explains_every_option():
                    "--init", "--init-image", "--optimizer", "--learning-rate", "--lbfgs-smoothing", "--seed",
                    "--model", "--weights", "--device", "--precision", "--preserve-color", "--save-every",
                    "--progress", "--quiet", "--preset", "--time-budget", "--scales", "--coarse-iterations",
-                   "--memory-format"):
+                   "--memory-format", "--convolution"):
         assert option in proc.stdout, option
     top = run_cli("--help")
     assert top.returncode == 0 and "run" in top.stdout and "weights" in top.stdout

@@ -102,6 +102,7 @@ def test_an_impossible_size_allocates_nothing_big(random_weights, small_pair):
     (["--style-layers", " , "], "expected comma-separated layer names"),
     (["--precision", "fp16", "--device", "cpu"], "--precision fp16 works only on a CUDA GPU"),
     (["--method", "fast"], "--method fast needs --fast-model"),
+    (["--convolution", "winograd", "--precision", "bf16"], "--convolution winograd runs in fp32 only"),
 ])
 def test_settings_that_cannot_work_are_one_line_errors(random_weights, small_files, tmp_path, args, words):
     proc = run_cli("run", *small_files, "-o", tmp_path / "o.png", *args)

@@ -24,9 +24,10 @@ class Probe:
         self.timings = timings
         self.calls = []
 
-    def __call__(self, name, layout):
-        self.calls.append((name, layout))
-        return self.timings[(name, layout)]
+    def __call__(self, name, layout, convolution="standard"):
+        key = (name, layout) if convolution == "standard" else (name, layout, convolution)
+        self.calls.append(key)
+        return self.timings[key]
 
 
 def test_without_fast_bf16_auto_is_fp32_and_bf16_is_never_timed(hardware):

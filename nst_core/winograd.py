@@ -1,0 +1,110 @@
+"""3×3 convolutions by Winograd's transform (NNPACK, bundled with PyTorch's CPU builds).
+
+A 3×3 convolution computed on 6×6 output tiles in Winograd's transformed domain needs about a
+fifth of the multiplications of the direct method. PyTorch's CPU convolutions (oneDNN) compute
+it directly; PyTorch also ships NNPACK, whose Winograd kernels run on AVX2 but which PyTorch uses
+only in a few cases and never for the input gradient. On AMD EPYC with AVX2 (2 cores, fp32),
+VGG-19's convolutions at 512×384 take 0.4–0.6× the time in NNPACK, except on images under about
+32×32 px (VGG's last block on a small image), where the transform costs more than it saves.
+
+The input gradient of a stride-1, padding-1 3×3 convolution is itself such a convolution, of the
+output gradient with the kernel transposed and flipped, so NNPACK serves the backward pass too.
+The weights must be frozen (nst-core never trains its feature extractor): there is no weight
+gradient here. Results differ from the direct method by rounding only (about 1e-4 relative, in
+fp32); the engine measures both and keeps this one only where it is clearly faster
+(:mod:`nst_core.precision`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Outputs with fewer pixels than this use the direct method: there NNPACK's transforms cost more
+#: than they save (AMD EPYC, AVX2, VGG's 256 and 512 channels: 0.85–0.9× at 24×32 px, 1.35–1.5×
+#: at 32×40 and 32×48, 2.2× at 48×64).
+MIN_PIXELS = 1024
+
+
+def available(device: torch.device) -> bool:
+    """Whether NNPACK can run convolutions on ``device`` (a CPU with a PyTorch built with it).
+
+    Asking also initializes NNPACK, which its convolutions need first.
+    """
+    return device.type == "cpu" and bool(torch.backends.nnpack.is_available())
+
+
+def flipped_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """The kernel whose convolution is ``weight``'s transpose: in and out channels swapped, flipped."""
+    return weight.transpose(0, 1).flip(2, 3).contiguous()
+
+
+class _WinogradConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, image, weight, bias):
+        ctx.save_for_backward(weight)
+        return torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_image = None
+        if ctx.needs_input_grad[0]:
+            # flipped on the fly: a kept copy of every kernel would cost as much memory as the
+            # network's weights (52 MB for VGG-19 to relu5_1), the copy a few ms a step
+            (weight,) = ctx.saved_tensors
+            grad_image = torch._nnpack_spatial_convolution(grad.contiguous(), flipped_kernel(weight), None, [1, 1])
+        return grad_image, None, None
+
+
+def conv3x3(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.conv2d(image, weight, bias, padding=1)`` by Winograd's transform where it pays.
+
+    Falls back to ``F.conv2d`` for small images, for weights that need a gradient, and for
+    anything but float32 on a CPU.
+    """
+    if (image.device.type != "cpu" or image.dtype != torch.float32 or weight.dtype != torch.float32
+            or weight.requires_grad or torch.is_autocast_enabled("cpu")
+            or image.shape[-2] * image.shape[-1] < MIN_PIXELS):
+        return F.conv2d(image, weight, bias, padding=1)
+    return _WinogradConv.apply(image, weight, bias)
+
+
+class WinogradConv2d(nn.Module):
+    """A frozen 3×3, stride-1, padding-1 ``nn.Conv2d`` computed by :func:`conv3x3`."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if not convertible(conv):
+            raise ValueError(f"not a 3x3, stride-1, padding-1 convolution: {conv}")
+        self.weight = conv.weight
+        self.bias = conv.bias
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return conv3x3(image, self.weight, self.bias)
+
+
+def convertible(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a convolution :class:`WinogradConv2d` computes the same."""
+    return (isinstance(layer, nn.Conv2d) and layer.kernel_size == (3, 3) and layer.stride == (1, 1)
+            and layer.padding == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1
+            and layer.padding_mode == "zeros")
+
+
+def with_winograd(module: nn.Module) -> nn.Module:
+    """``module`` with every convertible convolution in it computed by Winograd's transform.
+
+    A shallow copy that shares the weights and buffers; ``module`` itself is unchanged. Works on
+    any network (a plugin's feature extractor too), since it only replaces submodules.
+    """
+    if convertible(module):
+        return WinogradConv2d(module)
+    changed = {name: with_winograd(child) for name, child in module.named_children()}
+    if all(changed[name] is child for name, child in module.named_children()):
+        return module
+    converted = copy.copy(module)
+    converted._modules = dict(module._modules)
+    converted._modules.update(changed)
+    return converted

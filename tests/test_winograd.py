@@ -1,0 +1,138 @@
+"""Winograd's convolutions (NNPACK): the same results as PyTorch's, chosen only by measurement."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nst_core import Config, ConfigError, precision, stylize, winograd
+from nst_core.device import check_convolution
+from nst_core.memory import WINOGRAD_WORKSPACE, measure_network
+
+from .test_cli import config_of
+
+CPU = torch.device("cpu")
+needs_nnpack = pytest.mark.skipif(not winograd.available(CPU), reason="this PyTorch has no NNPACK")
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value - reference).norm() / reference.norm())
+
+
+@needs_nnpack
+def test_forward_and_input_gradient_match_pytorchs_convolution():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand((1, 8, 40, 48), generator=generator)
+    weight = torch.randn((16, 8, 3, 3), generator=generator) * 0.2
+    bias = torch.randn(16, generator=generator)
+    upstream = torch.randn((1, 16, 40, 48), generator=generator)
+
+    def output_and_gradient(conv):
+        point = image.clone().requires_grad_(True)
+        out = conv(point, weight, bias)
+        (out * upstream).sum().backward()
+        return out.detach(), point.grad
+
+    fast, fast_grad = output_and_gradient(winograd.conv3x3)
+    plain, plain_grad = output_and_gradient(lambda x, w, b: F.conv2d(x, w, b, padding=1))
+    assert relative_error(fast, plain) < 1e-4 and relative_error(fast_grad, plain_grad) < 1e-4
+    assert not torch.equal(fast, plain)  # it did run another algorithm: rounding differs
+
+
+def test_small_images_and_trainable_weights_take_pytorchs_convolution():
+    weight = torch.randn(4, 3, 3, 3)
+    small = torch.rand(1, 3, 16, 16)  # 256 pixels < MIN_PIXELS
+    assert torch.equal(winograd.conv3x3(small, weight, None), F.conv2d(small, weight, None, padding=1))
+    large = torch.rand(1, 3, 40, 40)
+    trained = weight.clone().requires_grad_(True)
+    out = winograd.conv3x3(large, trained, None)
+    out.sum().backward()  # a weight gradient, which the Winograd path does not compute
+    assert trained.grad is not None and torch.equal(out.detach(), F.conv2d(large, weight, None, padding=1))
+
+
+@needs_nnpack
+def test_with_winograd_converts_a_copy_and_shares_the_weights():
+    conv = nn.Conv2d(3, 8, 3, padding=1).requires_grad_(False)
+    net = nn.Sequential(conv, nn.ReLU(), nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1)))
+    net.requires_grad_(False)
+    converted = winograd.with_winograd(net)
+    assert isinstance(net[0], nn.Conv2d) and isinstance(net[2][0], nn.Conv2d)  # the original is unchanged
+    assert isinstance(converted[0], winograd.WinogradConv2d) and converted[0].weight is conv.weight
+    assert isinstance(converted[2][0], winograd.WinogradConv2d)
+    assert converted[2][1] is net[2][1] and converted[1] is net[1]  # a 1x1 convolution is not converted
+    image = torch.rand(1, 3, 48, 40)
+    assert relative_error(converted(image), net(image)) < 1e-4
+    with pytest.raises(ValueError, match="3x3"):
+        winograd.WinogradConv2d(nn.Conv2d(3, 8, 3, stride=2, padding=1))
+
+
+def test_the_setting_is_checked():
+    with pytest.raises(ConfigError, match="convolution must be one of auto, standard, winograd"):
+        Config(convolution="fft")
+    with pytest.raises(ConfigError, match="winograd runs in fp32 only"):
+        Config(convolution="winograd", precision="bf16")
+    with pytest.raises(ConfigError, match="only on a CPU with NNPACK"):
+        check_convolution("winograd", torch.device("meta"))
+    check_convolution("standard", torch.device("meta"))
+
+
+@needs_nnpack
+def test_auto_times_winograd_only_in_fp32_on_the_contiguous_layout(monkeypatch, isolated_env):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    triples, _ = precision.candidates("auto", "auto", CPU, "auto")
+    assert [t for t in triples if t[2] == "winograd"] == [("fp32", "contiguous", "winograd")]
+    assert all(t[2] == "winograd" for t in precision.candidates("fp32", "auto", CPU, "winograd")[0])
+    assert all(t[2] == "standard" for t in precision.candidates("auto", "auto", CPU, "standard")[0])
+    assert all(t[2] == "standard" for t in precision.candidates("bf16", "auto", CPU, "auto")[0])
+
+    calls = []
+
+    def probe(precision_name, layout, convolution):
+        calls.append((precision_name, layout, convolution))
+        return 0.5 if convolution == "winograd" else 1.0
+
+    choice = precision.choose("fp32", "auto", CPU, probe=probe, cache_key="k", requested_convolution="auto")
+    assert (choice.precision, choice.memory_format, choice.convolution, choice.label) == (
+        "fp32", "contiguous", "winograd", "fp32, winograd")
+    assert "fp32/contiguous/winograd 500 ms" in choice.reason and len(calls) == 3
+    again = precision.choose("fp32", "auto", CPU, probe=probe, cache_key="k", requested_convolution="auto")
+    assert again.convolution == "winograd" and len(calls) == 3  # remembered
+
+    def marginal(precision_name, layout, convolution):
+        return 0.9 if convolution == "winograd" else 1.0
+
+    kept = precision.choose("fp32", "auto", CPU, probe=marginal, cache_key="m", requested_convolution="auto")
+    assert kept.convolution == "standard"  # 1.1x is within MIN_GAIN
+
+
+def test_the_memory_plan_counts_nnpacks_workspace():
+    class Network(nn.Sequential):
+        def forward(self, image):
+            return {"out": super().forward(image)}
+
+    network = Network(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 16, 3, padding=1))
+    plain = measure_network(network, ("out",), CPU, side=32)
+    with_workspace = measure_network(network, ("out",), CPU, side=32, workspace=WINOGRAD_WORKSPACE)
+    # the largest activation: 8 values a pixel (the first convolution and its ReLU), 4 bytes each
+    assert with_workspace.train_bytes_per_pixel - plain.train_bytes_per_pixel == pytest.approx(WINOGRAD_WORKSPACE * 8 * 4)
+
+
+@needs_nnpack
+def test_a_run_with_winograd_reaches_what_a_standard_run_reaches(random_weights, small_pair):
+    content, style = small_pair
+    results = {
+        convolution: stylize(content, [style], config=Config(size=48, iterations=4, convolution=convolution,
+                                                             memory_format="contiguous"))
+        for convolution in ("standard", "winograd")
+    }
+    assert results["winograd"].info["convolution"] == "winograd"
+    assert results["standard"].info["convolution"] == "standard"
+    standard, fast = (results[c].losses["total"] for c in ("standard", "winograd"))
+    assert fast == pytest.approx(standard, rel=1e-3)
+    assert abs(results["winograd"].image - results["standard"].image).max() < 1e-2
+
+
+def test_the_command_line_sets_the_convolution():
+    assert config_of().convolution == "auto"
+    assert config_of("--convolution", "standard").convolution == "standard"
+    assert config_of("--preset", "preview", "--convolution", "winograd").convolution == "winograd"
