@@ -64,6 +64,10 @@ CANDIDATES = {
     # the presets' start with plain L-BFGS, as before the smoothing preconditioner
     # (nst_core.smoothing) became the default
     "instant-plain": {"init": "instant", "lbfgs_smoothing": 0.0},
+    # the presets' start with PyTorch's own convolutions only (auto may pick Winograd's,
+    # nst_core.winograd), and with Winograd's always
+    "instant-standard": {"init": "instant", "convolution": "standard"},
+    "instant-winograd": {"init": "instant", "convolution": "winograd"},
     # the balanced preset (50 steps from the instant result) at full size, and on that ladder
     "balanced": {"iterations": 50, "init": "instant"},
     "balanced-ladder": {"scales": 2, "coarse_iterations": 50, "iterations": 10, "init": "instant"},

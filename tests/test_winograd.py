@@ -1,5 +1,8 @@
 """Winograd's convolutions (NNPACK): the same results as PyTorch's, chosen only by measurement."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,16 @@ def test_forward_and_input_gradient_match_pytorchs_convolution():
     plain, plain_grad = output_and_gradient(lambda x, w, b: F.conv2d(x, w, b, padding=1))
     assert relative_error(fast, plain) < 1e-4 and relative_error(fast_grad, plain_grad) < 1e-4
     assert not torch.equal(fast, plain)  # it did run another algorithm: rounding differs
+
+
+@needs_nnpack
+def test_nnpack_is_initialized_before_its_first_convolution():
+    # a fresh process that converts a network without asking whether NNPACK is available first
+    code = ("import torch; from torch import nn; from nst_core.winograd import with_winograd; "
+            "net = with_winograd(nn.Conv2d(3, 4, 3, padding=1).requires_grad_(False)); "
+            "print(float(net(torch.ones(1, 3, 40, 40)).abs().sum()) > 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-2000:]
 
 
 def test_small_images_and_trainable_weights_take_pytorchs_convolution():
