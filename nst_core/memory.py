@@ -34,10 +34,12 @@ OUTPUT_IMAGE_COPIES = 4
 #: The network's forward and backward pass needs this much more than its activations (the
 #: gradient buffers of the largest layers while they are back-propagated).
 BACKWARD_MARGIN = 1.15
-#: Winograd's convolutions (:mod:`nst_core.winograd`) keep NNPACK's workspace: the transformed
-#: input and output tiles of the largest layer, about this many times that layer's activations
-#: (measured: 3.6× for VGG's 64-channel layers at 512×384 and at 1024×768).
-WINOGRAD_WORKSPACE = 3.6
+#: Winograd's convolutions (:mod:`nst_core.winograd`) keep NNPACK's workspace, the transformed
+#: input and output tiles of the largest layer: 3.6× that layer's activations for VGG's 64-channel
+#: layers, measured alone at 512×384 and 1024×768. Whole runs at 512 px grew by more, 4.2–5.4× the
+#: largest activation (peak RSS against the same run with PyTorch's convolutions), so the plan
+#: counts this much.
+WINOGRAD_WORKSPACE = 5.5
 #: Fewest L-BFGS history pairs a memory budget may leave (fewer makes L-BFGS gradient descent).
 MIN_HISTORY = 3
 #: Halo around each tile's core, in multiples of the network's largest stride (3 × 16 = 48 px
