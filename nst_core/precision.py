@@ -4,9 +4,9 @@ hardware, then measuring.
 ``bf16`` autocast makes a step 4–5× faster on CPUs with AMX or AVX512-BF16 and 50–500× *slower*
 on CPUs without them (PyTorch falls back to slow reference kernels), and ``channels_last``
 helps on some machines and hurts on others, as does computing 3×3 convolutions by Winograd's
-transform (:mod:`nst_core.winograd`; CPU, fp32, contiguous only). So ``auto`` never assumes: it only considers
-bf16 where the hardware reports fast bf16, then times a few real steps of each candidate and
-keeps the fastest, with fp32 kept unless another candidate is clearly faster. The image,
+transform (:mod:`nst_core.winograd`; CPU and fp32 only). So ``auto`` never assumes: it only
+considers bf16 where the hardware reports fast bf16, then times a few real steps of each
+candidate and keeps the fastest, with fp32 kept unless another candidate is clearly faster. The image,
 Gram matrices and losses stay float32 whatever the network runs in.
 
 Measurements are remembered per machine (CPU or GPU model, PyTorch version, network, size) in
@@ -110,6 +110,8 @@ def candidates(requested_precision: str, requested_layout: str, device: torch.de
     else:
         precisions, evidence = [requested_precision], f"{requested_precision} asked for"
     layouts = ["contiguous", "channels_last"] if requested_layout == "auto" else [requested_layout]
+    if requested_convolution == "winograd":  # NNPACK computes in fp32 only
+        return [("fp32", m, "winograd") for m in layouts], evidence
     if requested_convolution != "auto":
         return [(p, m, requested_convolution) for p in precisions for m in layouts], evidence
     triples = [(p, m, "standard") for p in precisions for m in layouts]
