@@ -21,7 +21,15 @@ from .device import autocast, check_convolution, check_precision, resolve_device
 from .errors import ConfigError, InputError, setting
 from .image import long_side_size, resize_to, to_array, to_tensor
 from .init_methods import accepts_styles
-from .memory import WINOGRAD_WORKSPACE, MemoryPlan, NetworkCost, default_budget, measure_network, plan_memory
+from .memory import (
+    MIN_HISTORY,
+    WINOGRAD_WORKSPACE,
+    MemoryPlan,
+    NetworkCost,
+    default_budget,
+    measure_network,
+    plan_memory,
+)
 from .objective import build_objective
 from .optim import LBFGS_HISTORY, StopOptimization, optimize
 from .plugins import RunContext
@@ -106,6 +114,9 @@ class _Run:
         self.min_side = cost.align
         memory_budget = config.max_memory or default_budget(self.device)
 
+        # a size no tile fits is refused from arithmetic before the probe computes anything (the
+        # full-size stage is the largest; the plans below check every stage with the chosen setting)
+        plan_memory(out_hw, out_hw, budget=memory_budget, cost=cost, history=MIN_HISTORY)
         probe_hw = tuple(max(self.min_side, side) for side in long_side_size(PROBE_ASPECT, min(max(out_hw), PROBE_SIDE)))
         self.choice = self._choose_layout(extractor, probe_hw, layers[-1])
         self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")

@@ -52,8 +52,10 @@ class Choice:
 
     @property
     def label(self) -> str:
-        return candidate_name(self.precision, self.memory_format, self.convolution).replace("/", ", ").replace(
-            ", contiguous", "")
+        """``fp32``, ``bf16, channels_last``, ``fp32, winograd`` …: what differs from the plain setting."""
+        extras = [self.memory_format] if self.memory_format != "contiguous" else []
+        extras += [self.convolution] if self.convolution != "standard" else []
+        return ", ".join([self.precision, *extras])
 
 
 def candidate_name(precision: str, memory_format: str, convolution: str = "standard") -> str:
