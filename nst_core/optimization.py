@@ -120,10 +120,10 @@ class _Run:
         probe_hw = tuple(max(self.min_side, side) for side in long_side_size(PROBE_ASPECT, min(max(out_hw), PROBE_SIDE)))
         self.choice = self._choose_layout(extractor, probe_hw, layers[-1])
         self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")
-        if self.choice.precision != "fp32" or self.choice.convolution == "winograd":
-            # the loss terms' float32 copies of what they read; NNPACK's workspace
-            copies = tuple(layers) if self.choice.precision != "fp32" else ()
-            workspace = WINOGRAD_WORKSPACE if self.choice.convolution == "winograd" else 0.0
+        # the loss terms' float32 copies of what they read below fp32; NNPACK's workspace
+        copies = tuple(layers) if self.choice.precision != "fp32" else ()
+        workspace = WINOGRAD_WORKSPACE if self.choice.convolution == "winograd" else 0.0
+        if copies or workspace:
             cost = measure_network(extractor, self._content_target_layers(), self.device,
                                    float_copies=copies, workspace=workspace)
         stages = plan_stages(out_hw, self._plan_config(out_hw, probe_hw))

@@ -6,8 +6,8 @@ on CPUs without them (PyTorch falls back to slow reference kernels), and ``chann
 helps on some machines and hurts on others, as does computing 3×3 convolutions by Winograd's
 transform (:mod:`nst_core.winograd`; CPU and fp32 only). So ``auto`` never assumes: it only
 considers bf16 where the hardware reports fast bf16, then times a few real steps of each
-candidate and keeps the fastest, with fp32 kept unless another candidate is clearly faster. The image,
-Gram matrices and losses stay float32 whatever the network runs in.
+candidate and keeps the fastest, with fp32 kept unless another candidate is clearly faster. The
+image, Gram matrices and losses stay float32 whatever the network runs in.
 
 Measurements are remembered per machine (CPU or GPU model, PyTorch version, network, size) in
 nst-core's cache (``probes.json``, written atomically), so the probe costs its few steps once.
