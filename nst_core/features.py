@@ -63,9 +63,9 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         check_layers(requested, layer_names, model="this network")
         last = max(layer_names.index(name) for name in requested)
-        self.layers = layers[: last + 1]
-        self.layer_names = tuple(layer_names[: last + 1])
         self.requested = frozenset(requested)
+        self.layers = _relus_in_place(layers[: last + 1], layer_names, self.requested)
+        self.layer_names = tuple(layer_names[: last + 1])
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.requires_grad_(False)
@@ -79,6 +79,21 @@ class FeatureExtractor(nn.Module):
             if name in self.requested:
                 features[name] = x
         return features
+
+
+def _relus_in_place(layers: nn.Sequential, layer_names: Sequence[str], requested: frozenset[str]) -> nn.Sequential:
+    """``layers`` with each ReLU whose input no loss reads computed in place.
+
+    A ReLU's backward reads its output only, and a convolution's backward does not read its
+    output, so the pre-activation need not be kept: one feature-sized buffer less to allocate,
+    fill and free per ReLU, forward. A ReLU whose input is requested (``conv1_1`` read by a
+    loss) keeps a new output. The modules passed in are not changed.
+    """
+    changed = nn.Sequential(*layers)
+    for index, layer in enumerate(changed):
+        if type(layer) is nn.ReLU and index and layer_names[index - 1] not in requested:
+            changed[index] = nn.ReLU(inplace=True)
+    return changed
 
 
 def build_vgg_layers(model: str, *, pooling: str = "avg") -> nn.Sequential:

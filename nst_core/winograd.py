@@ -22,6 +22,10 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.nn.grad import conv2d_input
+
+from .frozen_layers import frozen_layer
 
 #: Outputs with fewer pixels than this use the direct method: there NNPACK's transforms cost more
 #: than they save (AMD EPYC, AVX2, VGG's 256 and 512 channels: 0.85–0.9× at 24×32 px, 1.35–1.5×
@@ -46,37 +50,46 @@ def flipped_kernel(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).flip(2, 3).contiguous()
 
 
+def _nnpack_pays(image: torch.Tensor, out_channels: int) -> bool:
+    return image.shape[-2] * image.shape[-1] >= MIN_PIXELS and out_channels >= MIN_CHANNELS
+
+
 class _WinogradConv(torch.autograd.Function):
+    """A frozen 3×3 convolution that keeps only its weights for the backward pass (PyTorch's
+    keeps its input too, for a weight gradient nobody asks for)."""
+
     @staticmethod
     def forward(ctx, image, weight, bias):
-        torch._nnpack_available()  # NNPACK must be initialized (once per process) before it computes
         ctx.save_for_backward(weight)
+        if not _nnpack_pays(image, weight.shape[0]):
+            return F.conv2d(image, weight, bias, padding=1)
+        torch._nnpack_available()  # NNPACK must be initialized (once per process) before it computes
         return torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1])
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
-        grad_image = None
-        if ctx.needs_input_grad[0]:
-            # flipped on the fly: a kept copy of every kernel would cost as much memory as the
-            # network's weights (52 MB for VGG-19 to relu5_1), the copy a few ms a step
-            (weight,) = ctx.saved_tensors
-            flipped = flipped_kernel(weight)
-            if weight.shape[1] < MIN_CHANNELS:  # the first layer's gradient for the 3 colours
-                grad_image = F.conv2d(grad, flipped, None, padding=1)
-            else:
-                grad_image = torch._nnpack_spatial_convolution(grad.contiguous(), flipped, None, [1, 1])
-        return grad_image, None, None
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        (weight,) = ctx.saved_tensors
+        if not _nnpack_pays(grad, weight.shape[1]):  # small maps; the first layer's 3 colours
+            image_shape = (grad.shape[0], weight.shape[1], *grad.shape[2:])
+            return conv2d_input(image_shape, weight, grad, padding=1), None, None
+        # flipped on the fly: a kept copy of every kernel would cost as much memory as the
+        # network's weights (52 MB for VGG-19 to relu5_1), the copy a few ms a step
+        flipped = flipped_kernel(weight)
+        return torch._nnpack_spatial_convolution(grad.contiguous(), flipped, None, [1, 1]), None, None
 
 
 def conv3x3(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.conv2d(image, weight, bias, padding=1)`` by Winograd's transform where it pays.
 
-    Falls back to ``F.conv2d`` for small images, for weights that need a gradient, and for
-    anything but float32 on a CPU.
+    Small images use PyTorch's convolution (see :data:`MIN_PIXELS`), still keeping only the
+    weights. Weights that need a gradient, autocast, and anything but float32 on a CPU get
+    ``F.conv2d`` itself.
     """
     if (image.device.type != "cpu" or image.dtype != torch.float32 or weight.dtype != torch.float32
-            or weight.requires_grad or torch.is_autocast_enabled("cpu")
-            or image.shape[-2] * image.shape[-1] < MIN_PIXELS or weight.shape[0] < MIN_CHANNELS):
+            or weight.requires_grad or torch.is_autocast_enabled("cpu")):
         return F.conv2d(image, weight, bias, padding=1)
     return _WinogradConv.apply(image, weight, bias)
 
@@ -105,11 +118,17 @@ def convertible(layer: nn.Module) -> bool:
 def with_winograd(module: nn.Module) -> nn.Module:
     """``module`` with every convertible convolution in it computed by Winograd's transform.
 
+    Its ReLUs and 2×2 average pools are swapped too, for ones that keep only what their backward
+    reads (:mod:`nst_core.frozen_layers`): with these convolutions, which keep only their
+    weights, nothing else holds a ReLU's output unless a loss reads it.
+
     A shallow copy that shares the weights and buffers; ``module`` itself is unchanged. Works on
     any network (a plugin's feature extractor too), since it only replaces submodules.
     """
     if convertible(module):
         return WinogradConv2d(module)
+    if (swapped := frozen_layer(module)) is not module:
+        return swapped
     changed = {name: with_winograd(child) for name, child in module.named_children()}
     if all(changed[name] is child for name, child in module.named_children()):
         return module

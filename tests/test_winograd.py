@@ -10,6 +10,7 @@ from torch import nn
 
 from nst_core import Config, ConfigError, precision, stylize, winograd
 from nst_core.device import check_convolution
+from nst_core.frozen_layers import MaskReLU
 from nst_core.memory import WINOGRAD_WORKSPACE, measure_network
 
 from .test_cli import config_of
@@ -56,6 +57,12 @@ def test_small_images_and_trainable_weights_take_pytorchs_convolution():
     weight = torch.randn(4, 3, 3, 3)
     small = torch.rand(1, 3, 16, 16)  # 256 pixels < MIN_PIXELS
     assert torch.equal(winograd.conv3x3(small, weight, None), F.conv2d(small, weight, None, padding=1))
+    # its input gradient too, while keeping only the weights
+    upstream = torch.randn(1, 4, 16, 16)
+    point, reference = small.clone().requires_grad_(True), small.clone().requires_grad_(True)
+    (winograd.conv3x3(point, weight, None) * upstream).sum().backward()
+    (F.conv2d(reference, weight, None, padding=1) * upstream).sum().backward()
+    assert relative_error(point.grad, reference.grad) < 1e-6
     large = torch.rand(1, 3, 40, 40)
     trained = weight.clone().requires_grad_(True)
     out = winograd.conv3x3(large, trained, None)
@@ -72,7 +79,8 @@ def test_with_winograd_converts_a_copy_and_shares_the_weights():
     assert isinstance(net[0], nn.Conv2d) and isinstance(net[2][0], nn.Conv2d)  # the original is unchanged
     assert isinstance(converted[0], winograd.WinogradConv2d) and converted[0].weight is conv.weight
     assert isinstance(converted[2][0], winograd.WinogradConv2d)
-    assert converted[2][1] is net[2][1] and converted[1] is net[1]  # a 1x1 convolution is not converted
+    assert converted[2][1] is net[2][1]  # a 1x1 convolution is not converted
+    assert type(net[1]) is nn.ReLU and isinstance(converted[1], MaskReLU)  # nor is the original's ReLU
     image = torch.rand(1, 3, 48, 40)
     assert relative_error(converted(image), net(image)) < 1e-4
     with pytest.raises(ValueError, match="3x3"):
