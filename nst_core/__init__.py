@@ -11,10 +11,11 @@ trained once per style, then one pass per photo; training and models are in
 :mod:`nst_core.fast`), or a plugin's method.
 """
 
-from .malloc import reuse_freed_memory
+from .malloc import huge_pages_for_tensors, reuse_freed_memory
 from .openmp import prefer_passive_waits
 
 prefer_passive_waits()  # before anything below imports PyTorch
+huge_pages_for_tensors()
 reuse_freed_memory()
 
 from .config import Config  # noqa: E402

@@ -16,6 +16,9 @@ when nst-core is imported unless the user chose malloc settings (``MALLOC_MMAP_T
 ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` in the environment, any value), and always in a
 Dask worker (:mod:`nst_core.cluster_worker`), where the setting is Dask's, not the user's. Other C
 libraries are left alone.
+
+Buffers above the threshold are still mapped afresh each time; :func:`huge_pages_for_tensors`
+asks PyTorch to back them with transparent huge pages, which the kernel fills in far fewer faults.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import sys
 
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
 _M_TRIM_THRESHOLD = -1
@@ -51,3 +55,26 @@ def reuse_freed_memory(*, override: bool = False) -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+#: PyTorch's switch for transparent huge pages in its CPU allocator (read once, at its first
+#: allocation): buffers of 2 MiB and more are aligned and ``madvise``d ``MADV_HUGEPAGE``.
+HUGE_PAGES_SETTING = "THP_MEM_ALLOC_ENABLE"
+
+
+def huge_pages_for_tensors() -> bool:
+    """Set ``THP_MEM_ALLOC_ENABLE=1`` for the PyTorch about to load; ``True`` if set.
+
+    Buffers larger than the mmap threshold (32 MiB: VGG's first block from about 384×384 px, its
+    first three blocks at 1024×768) are still mapped afresh for every step, and the kernel
+    zero-fills them a 4 KiB page at a time. Huge pages make that 512 faults instead of 262 144
+    per GiB. Measured on a 2-core AMD EPYC (AVX2, fp32, Winograd's convolutions, alternating runs
+    of 5 steps): 6.9–7.1 s a step at 1024×768 against 7.3–7.8 s, with no higher peak RSS.
+    Changes nothing where the kernel offers no transparent huge pages, if the variable is set
+    (any value is the user's choice) or if PyTorch was imported first.
+    """
+    if HUGE_PAGES_SETTING in os.environ or "torch" in sys.modules:
+        return False
+    os.environ[HUGE_PAGES_SETTING] = "1"
+    return True
+

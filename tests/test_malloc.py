@@ -49,3 +49,40 @@ def test_a_users_malloc_setting_is_left_alone_but_can_be_overridden():
     assert _served_by("import nst_core", GLIBC_TUNABLES="") == "mmap"
     forced = "import nst_core.malloc as m\nassert m.reuse_freed_memory(override=True)"
     assert _served_by(forced, MALLOC_TRIM_THRESHOLD_="65536") == "heap"
+
+
+def _printed(code: str, **env: str) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | env
+    done = subprocess.run([sys.executable, "-c", code], env=environment, cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout.strip()
+
+
+def test_importing_nst_core_asks_pytorch_for_huge_pages_unless_told_otherwise():
+    setting = "import os; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    assert _printed(f"import nst_core; {setting}") == "1"
+    assert _printed(f"import nst_core; {setting}", THP_MEM_ALLOC_ENABLE="0") == "0"  # the user's
+    assert _printed(f"import torch; import nst_core; {setting}") == "None"  # too late to matter
+
+
+def _transparent_huge_pages() -> str:
+    try:
+        modes = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "never"
+    return modes.split("[", 1)[1].split("]", 1)[0] if "[" in modes else "never"
+
+
+@pytest.mark.skipif(_transparent_huge_pages() == "never", reason="the kernel offers no transparent huge pages")
+def test_a_large_tensor_lies_in_huge_pages():
+    code = (
+        "import nst_core, torch\n"
+        "def huge():\n"
+        "    for line in open('/proc/self/smaps_rollup'):\n"
+        "        if line.startswith('AnonHugePages:'):\n"
+        "            return int(line.split()[1])\n"
+        "before = huge()\n"
+        "tensor = torch.ones(64 << 18)\n"  # 64 MiB, filled
+        "print(huge() - before)\n"
+    )
+    assert int(_printed(code)) >= 32 << 10  # kB: at least half of it
