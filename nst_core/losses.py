@@ -19,7 +19,9 @@ same numbers, and both start near 1 wherever the optimization starts. The weight
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import contextvars
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -61,18 +63,64 @@ class _Gram(torch.autograd.Function):
         return product, None, None
 
 
+#: Gram matrices taken as the network ran, within :func:`grams_as_computed`: ``id(features) →
+#: (features, gram)`` (the features are held so that their id is not reused).
+_EARLY_GRAMS: contextvars.ContextVar[dict[int, tuple[torch.Tensor, torch.Tensor]] | None] = contextvars.ContextVar(
+    "nst_core_early_grams", default=None
+)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices ``F Fᵀ / (H·W)`` of ``N×C×H×W`` features, shaped ``N×C×C``, in float32.
 
     Channels-last features are read as they lie (positions × channels, ``Fᵀ F`` of a view):
     flattening them channels-first would copy every feature map, and its backward another
-    (a third less time for the Gram term at ``relu1_1``, 512×384, on an AVX2 CPU).
+    (a third less time for the Gram term at ``relu1_1``, 512×384, on an AVX2 CPU). Features
+    whose Gram matrix was taken as the network computed them get that one.
     """
+    early = (_EARLY_GRAMS.get() or {}).get(id(features))
+    if early is not None and early[0] is features:
+        return early[1]
     n, c, h, w = features.shape
     if c > 1 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
         positions = features.permute(0, 2, 3, 1).reshape(n, h * w, c).float()
         return _Gram.apply(positions, 1.0 / (h * w), True)
     return _Gram.apply(features.reshape(n, c, h * w).float(), 1.0 / (h * w), False)
+
+
+@contextlib.contextmanager
+def grams_as_computed(network: nn.Module, layers: Collection[str]) -> Iterator[None]:
+    """Within it, the Gram matrix of each of ``layers`` is taken as ``network`` computes the layer,
+    and :func:`gram_matrix` of those features returns it (call the losses within too).
+
+    Autograd runs a node's backward pass in order of creation, latest first, once its gradient
+    is there. A Gram matrix taken after the whole forward pass is the latest node of all: its
+    backward runs first and its gradient, as large as the features, waits until the network's
+    backward pass reaches that layer (for ``relu1_1`` at 512×512, 64 MB held through the whole
+    backward pass). Taken right after the layer, it runs just when that gradient is needed.
+
+    ``network`` is a :class:`~nst_core.features.FeatureExtractor` (its ``layer_names`` and
+    ``layers``); any other network is left as it is.
+    """
+    names, modules = getattr(network, "layer_names", ()), getattr(network, "layers", ())
+    taken: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = []
+
+    def take(module, inputs, output) -> None:
+        if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad:
+            with torch.autocast(output.device.type, enabled=False):  # the loss's precision, not the network's
+                taken[id(output)] = (output, gram_matrix(output))
+
+    token = _EARLY_GRAMS.set(taken)
+    try:
+        for name, module in zip(names, modules):
+            if name in layers:
+                handles.append(module.register_forward_hook(take))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        _EARLY_GRAMS.reset(token)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -158,6 +206,8 @@ class StyleLoss(nn.Module):
         super().__init__()
         self.layers = tuple(layers)
         self.weight = weight
+        #: Layers whose Gram matrices the term takes (see :func:`grams_as_computed`).
+        self.gram_layers = self.layers
         raw = torch.tensor(layer_weights if layer_weights is not None else [1.0] * len(layers))
         self.layer_weights = (raw / raw.sum()).tolist()
         self.targets: dict[str, torch.Tensor] = {}

@@ -21,6 +21,7 @@ from .device import autocast, check_convolution, check_precision, resolve_device
 from .errors import ConfigError, InputError, setting
 from .image import long_side_size, resize_to, to_array, to_tensor
 from .init_methods import accepts_styles
+from .losses import grams_as_computed
 from .memory import (
     MIN_HISTORY,
     WINOGRAD_WORKSPACE,
@@ -94,6 +95,8 @@ class _Run:
         #: Images with a side shorter than this are padded before the network (its deepest
         #: pooling would otherwise leave nothing); set once the network is measured.
         self.min_side = 1
+        #: The feature network as the steps run it (layout and convolutions chosen).
+        self.extractor: torch.nn.Module | None = None
 
     def execute(self, content: np.ndarray, styles: list[np.ndarray]) -> Result:
         config = self.config
@@ -150,6 +153,7 @@ class _Run:
 
         generator = torch.Generator().manual_seed(config.seed)
         network = self._network(extractor)
+        self.extractor = extractor
         image: torch.Tensor | None = None
         steps_done, best_step, cancelled = 0, 0, False
         best_losses: Mapping[str, float] = {}
@@ -310,13 +314,16 @@ class _Run:
         return network
 
     def _objective(self, network):
+        gram_layers = {name for term in self.terms.values() for name in getattr(term, "gram_layers", ())}
+
         def objective(point: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
             # The loss of the image as it will be saved: pixels outside [0, 1] count as clipped.
             # Unclipped, L-BFGS drifts out of range and the saved (clipped) result scores much
             # worse than the loss says: 0.73 instead of 0.62 after 300 steps at 512 px (README).
             image = point.clamp(0.0, 1.0)
-            features = network(image)
-            losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
+            with grams_as_computed(self.extractor, gram_layers):
+                features = network(image)
+                losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
             return sum(losses.values()), losses
 
         return objective

@@ -1,7 +1,18 @@
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
-from nst_core.losses import ContentLoss, StyleLoss, content_loss, gram_matrix, style_loss, total_variation
+from nst_core import losses
+from nst_core.losses import (
+    ContentLoss,
+    StyleLoss,
+    content_loss,
+    gram_matrix,
+    grams_as_computed,
+    style_loss,
+    total_variation,
+)
 
 
 def test_gram_matrix_is_an_average_of_outer_products():
@@ -80,3 +91,50 @@ def test_content_term_gradient_points_to_target():
     # a small step against the gradient brings x closer to the target
     closer = x.detach() - 0.1 * x.grad
     assert F.mse_loss(closer, target["relu4_2"]) < F.mse_loss(x.detach(), target["relu4_2"])
+
+
+def _network_and_image():
+    from nst_core.features import FeatureExtractor, build_vgg_layers, vgg_layer_names
+
+    torch.manual_seed(0)
+    network = FeatureExtractor(build_vgg_layers("vgg16"), vgg_layer_names("vgg16"), ["relu1_1", "relu2_1", "relu3_1"])
+    return network, torch.rand(1, 3, 40, 48)
+
+
+def _style_gradient(network, image, targets, *, early: bool):
+    point = image.clone().requires_grad_(True)
+    context = grams_as_computed(network, targets) if early else contextlib.nullcontext()
+    with context:
+        features = network(point)
+        grams = {name: gram_matrix(features[name]) for name in targets}
+    sum(style_loss(grams[name], target) for name, target in targets.items()).backward()
+    return grams, features, point.grad
+
+
+def test_a_gram_matrix_taken_as_the_network_runs_is_the_same_and_back_propagated_when_needed():
+    network, image = _network_and_image()
+    with torch.no_grad():
+        targets = {name: gram_matrix(f) for name, f in network(image.flip(-1)).items()}
+    late_grams, late_features, late_gradient = _style_gradient(network, image, targets, early=False)
+    early_grams, early_features, early_gradient = _style_gradient(network, image, targets, early=True)
+    assert torch.equal(early_gradient, late_gradient)
+    assert all(torch.equal(early_grams[name], late_grams[name]) for name in targets)
+    order = {name: early_grams[name].grad_fn._sequence_nr() for name in targets}
+    # autograd runs the latest node first: the Gram of relu1_1 now comes before relu2_1's layer in
+    # creation, so its backward runs after that layer's, just when relu1_1's gradient is needed
+    assert order["relu1_1"] < early_features["relu2_1"].grad_fn._sequence_nr() < order["relu2_1"]
+    assert late_grams["relu1_1"].grad_fn._sequence_nr() > late_features["relu3_1"].grad_fn._sequence_nr()
+
+
+def test_grams_are_taken_early_only_for_the_named_layers_and_only_with_gradients():
+    network, image = _network_and_image()
+    with grams_as_computed(network, {"relu2_1"}):
+        with torch.no_grad():
+            untracked = network(image)
+        features = network(image.clone().requires_grad_(True))
+        taken = {id(pair[0]) for pair in losses._EARLY_GRAMS.get().values()}
+        assert gram_matrix(features["relu2_1"]) is gram_matrix(features["relu2_1"])  # taken once
+    assert id(features["relu2_1"]) in taken and id(features["relu1_1"]) not in taken
+    assert id(untracked["relu2_1"]) not in taken
+    assert not any(module._forward_hooks for module in network.modules())  # the hooks are removed
+    assert losses._EARLY_GRAMS.get() is None  # and the Gram matrices let go
