@@ -50,6 +50,43 @@ def flipped_kernel(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).flip(2, 3).contiguous()
 
 
+#: NNPACK keeps its largest call's workspace (the transformed input and output tiles: 3.6× the
+#: output of VGG's 64-channel layers) for as long as the thread lives. A call that would need more
+#: than this is computed in bands of rows: at 512×512 VGG's first block then needs two bands,
+#: each as large as the second block's whole call, and the workspace is halved (121 MB less).
+MAX_WORKSPACE = 128 << 20
+#: Output rows of NNPACK's Winograd tiles (6×6 outputs from 8×8 inputs): bands are multiples.
+_TILE = 6
+
+
+def workspace_bytes(shape: torch.Size | tuple[int, ...], out_channels: int) -> int:
+    """An upper bound of NNPACK's workspace for a 3×3 convolution of an ``N×C×H×W`` input: 8×8
+    transformed tiles of every input and output channel."""
+    n, in_channels, height, width = shape
+    tiles = -(-height // _TILE) * -(-width // _TILE)
+    return n * tiles * 64 * 4 * (in_channels + out_channels)
+
+
+def _nnpack(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """NNPACK's 3×3 convolution (padding 1), in bands of rows if it needs more than
+    :data:`MAX_WORKSPACE`."""
+    height = image.shape[2]
+    bands = -(-workspace_bytes(image.shape, weight.shape[0]) // MAX_WORKSPACE)
+    if bands <= 1 or height < 2 * _TILE:
+        return torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1])
+    rows = -(-height // (bands * _TILE)) * _TILE
+    out = image.new_empty((image.shape[0], weight.shape[0], height, image.shape[3]))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        # the band and the rows on either side; NNPACK pads all sides alike, so the image's own
+        # top and bottom get their row of zeros here
+        band = image[:, :, max(0, top - 1):bottom + 1]
+        if top == 0 or bottom == height:
+            band = F.pad(band, (0, 0, int(top == 0), int(bottom == height)))
+        out[:, :, top:bottom] = torch._nnpack_spatial_convolution(band.contiguous(), weight, bias, [0, 1])
+    return out
+
+
 def _nnpack_pays(image: torch.Tensor, out_channels: int) -> bool:
     return image.shape[-2] * image.shape[-1] >= MIN_PIXELS and out_channels >= MIN_CHANNELS
 
@@ -64,7 +101,7 @@ class _WinogradConv(torch.autograd.Function):
         if not _nnpack_pays(image, weight.shape[0]):
             return F.conv2d(image, weight, bias, padding=1)
         torch._nnpack_available()  # NNPACK must be initialized (once per process) before it computes
-        return torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1])
+        return _nnpack(image, weight, bias)
 
     @staticmethod
     @once_differentiable
@@ -78,7 +115,7 @@ class _WinogradConv(torch.autograd.Function):
         # flipped on the fly: a kept copy of every kernel would cost as much memory as the
         # network's weights (52 MB for VGG-19 to relu5_1), the copy a few ms a step
         flipped = flipped_kernel(weight)
-        return torch._nnpack_spatial_convolution(grad.contiguous(), flipped, None, [1, 1]), None, None
+        return _nnpack(grad, flipped, None), None, None
 
 
 def conv3x3(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -158,3 +158,23 @@ def test_the_command_line_sets_the_convolution():
     assert config_of().convolution == "auto"
     assert config_of("--convolution", "standard").convolution == "standard"
     assert config_of("--preset", "preview", "--convolution", "winograd").convolution == "winograd"
+
+
+@needs_nnpack
+@pytest.mark.parametrize("hw", [(40, 48), (37, 44)])
+def test_a_call_too_large_for_the_workspace_is_computed_in_bands(monkeypatch, hw):
+    generator = torch.Generator().manual_seed(2)
+    image = torch.rand((1, 8, *hw), generator=generator)
+    weight = torch.randn((16, 8, 3, 3), generator=generator) * 0.2
+    bias = torch.randn(16, generator=generator)
+    whole = winograd.conv3x3(image, weight, bias)
+    needed = winograd.workspace_bytes(image.shape, 16)
+    monkeypatch.setattr(winograd, "MAX_WORKSPACE", needed // 3)  # three bands
+    point = image.clone().requires_grad_(True)
+    banded = winograd.conv3x3(point, weight, bias)
+    (banded * whole).sum().backward()
+    reference = image.clone().requires_grad_(True)
+    plain = F.conv2d(reference, weight, bias, padding=1)
+    (plain * whole).sum().backward()
+    assert relative_error(banded.detach(), plain.detach()) < 1e-4 and relative_error(point.grad, reference.grad) < 1e-4
+    assert relative_error(banded.detach(), whole) < 1e-5  # the bands meet without seams
