@@ -86,3 +86,22 @@ def test_a_large_tensor_lies_in_huge_pages():
         "print(huge() - before)\n"
     )
     assert int(_printed(code)) >= 32 << 10  # kB: at least half of it
+
+
+def test_importing_nst_core_keeps_other_threads_in_the_main_heap():
+    # a block malloc serves a new thread lies in the main heap (below the program break) only when
+    # threads share one arena; by default a thread that allocates gets a heap of its own
+    code = (
+        "{setup}\n"
+        "import ctypes, threading\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "libc.sbrk.restype = ctypes.c_void_p\n"
+        "libc.sbrk.argtypes = (ctypes.c_long,)\n"
+        "found = []\n"
+        "threading.Thread(target=lambda: found.append(libc.malloc(1 << 20))).start()\n"
+        "import time; time.sleep(0.5)\n"
+        "print('main' if found[0] < libc.sbrk(0) else 'own')\n"
+    )
+    assert _printed(code.format(setup="")) == "own"  # the probe can tell
+    assert _printed(code.format(setup="import nst_core")) == "main"
