@@ -34,12 +34,6 @@ OUTPUT_IMAGE_COPIES = 4
 #: The network's forward and backward pass needs this much more than its activations (the
 #: gradient buffers of the largest layers while they are back-propagated).
 BACKWARD_MARGIN = 1.15
-#: Winograd's convolutions (:mod:`nst_core.winograd`) keep NNPACK's workspace, the transformed
-#: input and output tiles of the largest layer: 3.6× that layer's activations for VGG's 64-channel
-#: layers, measured alone at 512×384 and 1024×768. Whole runs at 512 px grew by more, 4.2–5.4× the
-#: largest activation (peak RSS against the same run with PyTorch's convolutions), so the plan
-#: counts this much.
-WINOGRAD_WORKSPACE = 5.5
 #: Fewest L-BFGS history pairs a memory budget may leave (fewer makes L-BFGS gradient descent).
 MIN_HISTORY = 3
 #: Halo around each tile's core, in multiples of the network's largest stride (3 × 16 = 48 px
@@ -105,6 +99,9 @@ class NetworkCost:
     target_bytes_per_pixel: float
     #: Stride of each requested layer (input side / feature-map side).
     strides: Mapping[str, int]
+    #: Bytes the convolutions keep whatever the image's size: NNPACK's workspace for Winograd's
+    #: (:mod:`nst_core.winograd`, at most its ``MAX_WORKSPACE``: larger calls run in bands).
+    workspace_bytes: int = 0
 
     @property
     def align(self) -> int:
@@ -119,7 +116,7 @@ def measure_network(
     *,
     side: int = 128,
     float_copies: tuple[str, ...] = (),
-    workspace: float = 0.0,
+    workspace_bytes: int = 0,
 ) -> NetworkCost:
     """Count the activations ``network`` produces for a ``side``² image (forward hooks).
 
@@ -127,16 +124,14 @@ def measure_network(
     a value, which is what autograd keeps for the backward pass in fp32 (and more than it keeps
     in bf16). ``float_copies`` are the layers the loss terms convert to float32 when the network
     runs in a lower precision: those copies are kept for the backward pass too, on top.
-    ``workspace`` adds that many times the largest activation (a convolution method's scratch
-    memory, e.g. :data:`WINOGRAD_WORKSPACE`).
+    ``workspace_bytes`` is what the convolutions keep besides, whatever the size.
     """
-    counted = largest = 0
+    counted = 0
 
     def count(module, inputs, output) -> None:
-        nonlocal counted, largest
+        nonlocal counted
         if isinstance(output, torch.Tensor):
             counted += output.numel()
-            largest = max(largest, output.numel())
 
     handles = [m.register_forward_hook(count) for m in network.modules() if not list(m.children())]
     try:
@@ -150,9 +145,10 @@ def measure_network(
     strides = {name: max(1, round(side / f.shape[-1])) for name, f in features.items()}
     targets = sum(features[name].numel() for name in layers_for_targets if name in features)
     return NetworkCost(
-        train_bytes_per_pixel=(BACKWARD_MARGIN * counted + workspace * largest) * _BYTES_PER_VALUE / pixels,
+        train_bytes_per_pixel=BACKWARD_MARGIN * counted * _BYTES_PER_VALUE / pixels,
         target_bytes_per_pixel=targets * _BYTES_PER_VALUE / pixels,
         strides=strides,
+        workspace_bytes=workspace_bytes,
     )
 
 
@@ -198,6 +194,7 @@ def plan_memory(
             (STAGE_IMAGE_COPIES + 2 * pairs) * _RGB * stage_pixels
             + OUTPUT_IMAGE_COPIES * _RGB * out_pixels
             + cost.target_bytes_per_pixel * stage_pixels
+            + cost.workspace_bytes
         )
 
     whole = fixed(history) + int(cost.train_bytes_per_pixel * stage_pixels)

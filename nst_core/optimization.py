@@ -24,7 +24,6 @@ from .init_methods import accepts_styles
 from .losses import grams_as_computed
 from .memory import (
     MIN_HISTORY,
-    WINOGRAD_WORKSPACE,
     MemoryPlan,
     NetworkCost,
     default_budget,
@@ -39,7 +38,7 @@ from .precision import choose as choose_layout
 from .records import Plan, Progress, Result
 from .schedule import BudgetClock, Stage, plan_stages, remaining_seconds, scales_for_budget, size_label
 from .tiling import TiledEvaluator, check_tileable
-from .winograd import with_winograd
+from .winograd import MAX_WORKSPACE, with_winograd
 
 #: Long side of the 4:3 image on which precision, memory format and convolutions are timed (a few
 #: steps, once per machine and size; see :mod:`nst_core.precision`), or the output's long side if
@@ -125,10 +124,10 @@ class _Run:
         self.hook.nst_notice(message=f"network runs in {self.choice.label}: {self.choice.reason}")
         # the loss terms' float32 copies of what they read below fp32; NNPACK's workspace
         copies = tuple(layers) if self.choice.precision != "fp32" else ()
-        workspace = WINOGRAD_WORKSPACE if self.choice.convolution == "winograd" else 0.0
+        workspace = MAX_WORKSPACE if self.choice.convolution == "winograd" else 0
         if copies or workspace:
             cost = measure_network(extractor, self._content_target_layers(), self.device,
-                                   float_copies=copies, workspace=workspace)
+                                   float_copies=copies, workspace_bytes=workspace)
         stages = plan_stages(out_hw, self._plan_config(out_hw, probe_hw))
         plans = [plan_memory(stage.hw, out_hw, budget=memory_budget, cost=cost,
                              history=min(LBFGS_HISTORY, stage.iterations)) for stage in stages]

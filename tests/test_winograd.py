@@ -11,7 +11,7 @@ from torch import nn
 from nst_core import Config, ConfigError, precision, stylize, winograd
 from nst_core.device import check_convolution
 from nst_core.frozen_layers import MaskReLU
-from nst_core.memory import WINOGRAD_WORKSPACE, measure_network
+from nst_core.memory import measure_network, plan_memory
 
 from .test_cli import config_of
 
@@ -127,16 +127,19 @@ def test_auto_times_winograd_only_in_fp32_on_the_contiguous_layout(monkeypatch, 
     assert kept.convolution == "standard"  # 1.1x is within MIN_GAIN
 
 
-def test_the_memory_plan_counts_nnpacks_workspace():
+def test_the_memory_plan_counts_nnpacks_workspace_once():
     class Network(nn.Sequential):
         def forward(self, image):
             return {"out": super().forward(image)}
 
     network = Network(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 16, 3, padding=1))
     plain = measure_network(network, ("out",), CPU, side=32)
-    with_workspace = measure_network(network, ("out",), CPU, side=32, workspace=WINOGRAD_WORKSPACE)
-    # the largest activation: 8 values a pixel (the first convolution and its ReLU), 4 bytes each
-    assert with_workspace.train_bytes_per_pixel - plain.train_bytes_per_pixel == pytest.approx(WINOGRAD_WORKSPACE * 8 * 4)
+    with_workspace = measure_network(network, ("out",), CPU, side=32, workspace_bytes=winograd.MAX_WORKSPACE)
+    assert with_workspace.train_bytes_per_pixel == plain.train_bytes_per_pixel  # not a cost per pixel
+    for hw in ((300, 400), (3000, 4000)):
+        whole = plan_memory(hw, hw, budget=2**40, cost=plain, history=5)
+        counted = plan_memory(hw, hw, budget=2**40, cost=with_workspace, history=5)
+        assert counted.estimate - whole.estimate == winograd.MAX_WORKSPACE
 
 
 @needs_nnpack
