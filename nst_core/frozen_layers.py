@@ -57,7 +57,7 @@ class _AveragePool2x2(torch.autograd.Function):
 
 
 def relu_keeping_mask(x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
-    """``relu(x)`` whose backward keeps a boolean mask, not the output."""
+    """``relu(x)`` whose backward keeps a one-byte mask, not the output."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return torch.relu_(x) if inplace else torch.relu(x)
     return _ReLUKeepingMask.apply(x, inplace)
