@@ -99,9 +99,14 @@ class NetworkCost:
     target_bytes_per_pixel: float
     #: Stride of each requested layer (input side / feature-map side).
     strides: Mapping[str, int]
-    #: Bytes the convolutions keep whatever the image's size: NNPACK's workspace for Winograd's
-    #: (:mod:`nst_core.winograd`, at most its ``MAX_WORKSPACE``: larger calls run in bands).
-    workspace_bytes: int = 0
+    #: NNPACK's workspace for Winograd's convolutions (:mod:`nst_core.winograd`): what the largest
+    #: call needs, per input pixel, up to ``max_workspace_bytes`` (larger calls run in bands).
+    workspace_bytes_per_pixel: float = 0.0
+    max_workspace_bytes: int = 0
+
+    def workspace(self, pixels: int) -> int:
+        """Bytes of workspace the convolutions keep for an image of ``pixels``."""
+        return int(min(self.max_workspace_bytes, self.workspace_bytes_per_pixel * pixels))
 
     @property
     def align(self) -> int:
@@ -116,7 +121,7 @@ def measure_network(
     *,
     side: int = 128,
     float_copies: tuple[str, ...] = (),
-    workspace_bytes: int = 0,
+    max_workspace_bytes: int = 0,
 ) -> NetworkCost:
     """Count the activations ``network`` produces for a ``side``² image (forward hooks).
 
@@ -124,14 +129,19 @@ def measure_network(
     a value, which is what autograd keeps for the backward pass in fp32 (and more than it keeps
     in bf16). ``float_copies`` are the layers the loss terms convert to float32 when the network
     runs in a lower precision: those copies are kept for the backward pass too, on top.
-    ``workspace_bytes`` is what the convolutions keep besides, whatever the size.
+    With ``max_workspace_bytes`` the 3×3 convolutions run by NNPACK (Winograd's) keep a
+    workspace, what their largest call needs up to that many bytes.
     """
-    counted = 0
+    from .winograd import convertible, workspace_bytes
+
+    counted = workspace = 0
 
     def count(module, inputs, output) -> None:
-        nonlocal counted
+        nonlocal counted, workspace
         if isinstance(output, torch.Tensor):
             counted += output.numel()
+        if max_workspace_bytes and convertible(module):
+            workspace = max(workspace, workspace_bytes(inputs[0].shape, module.out_channels))
 
     handles = [m.register_forward_hook(count) for m in network.modules() if not list(m.children())]
     try:
@@ -148,7 +158,8 @@ def measure_network(
         train_bytes_per_pixel=BACKWARD_MARGIN * counted * _BYTES_PER_VALUE / pixels,
         target_bytes_per_pixel=targets * _BYTES_PER_VALUE / pixels,
         strides=strides,
-        workspace_bytes=workspace_bytes,
+        workspace_bytes_per_pixel=workspace / pixels,
+        max_workspace_bytes=max_workspace_bytes,
     )
 
 
@@ -194,10 +205,9 @@ def plan_memory(
             (STAGE_IMAGE_COPIES + 2 * pairs) * _RGB * stage_pixels
             + OUTPUT_IMAGE_COPIES * _RGB * out_pixels
             + cost.target_bytes_per_pixel * stage_pixels
-            + cost.workspace_bytes
         )
 
-    whole = fixed(history) + int(cost.train_bytes_per_pixel * stage_pixels)
+    whole = fixed(history) + int(cost.train_bytes_per_pixel * stage_pixels) + cost.workspace(stage_pixels)
     if whole <= room:
         return MemoryPlan(core=None, halo=0, history=history, estimate=whole)
     align = cost.align
@@ -224,7 +234,7 @@ def _tile_bytes(core: int, halo: int, cost: NetworkCost) -> int:
     from .parts import largest_outer_side
 
     side = largest_outer_side(core, halo)
-    return int(cost.train_bytes_per_pixel * side * side)
+    return int(cost.train_bytes_per_pixel * side * side) + cost.workspace(side * side)
 
 
 def _gib(size: int) -> str:

@@ -127,7 +127,7 @@ class _Run:
         workspace = MAX_WORKSPACE if self.choice.convolution == "winograd" else 0
         if copies or workspace:
             cost = measure_network(extractor, self._content_target_layers(), self.device,
-                                   float_copies=copies, workspace_bytes=workspace)
+                                   float_copies=copies, max_workspace_bytes=workspace)
         stages = plan_stages(out_hw, self._plan_config(out_hw, probe_hw))
         plans = [plan_memory(stage.hw, out_hw, budget=memory_budget, cost=cost,
                              history=min(LBFGS_HISTORY, stage.iterations)) for stage in stages]

@@ -134,12 +134,16 @@ def test_the_memory_plan_counts_nnpacks_workspace_once():
 
     network = Network(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 16, 3, padding=1))
     plain = measure_network(network, ("out",), CPU, side=32)
-    with_workspace = measure_network(network, ("out",), CPU, side=32, workspace_bytes=winograd.MAX_WORKSPACE)
-    assert with_workspace.train_bytes_per_pixel == plain.train_bytes_per_pixel  # not a cost per pixel
-    for hw in ((300, 400), (3000, 4000)):
+    with_workspace = measure_network(network, ("out",), CPU, side=32, max_workspace_bytes=winograd.MAX_WORKSPACE)
+    assert with_workspace.train_bytes_per_pixel == plain.train_bytes_per_pixel
+    # the larger of the two calls' needs (8×8 tiles of 64 floats per 6×6 outputs, in and out channels)
+    largest = max(winograd.workspace_bytes((1, 3, 32, 32), 8), winograd.workspace_bytes((1, 8, 16, 16), 16))
+    assert with_workspace.workspace_bytes_per_pixel == pytest.approx(largest / 32**2)
+    for hw, expected in (((96, 128), with_workspace.workspace(96 * 128)), ((3000, 4000), winograd.MAX_WORKSPACE)):
         whole = plan_memory(hw, hw, budget=2**40, cost=plain, history=5)
         counted = plan_memory(hw, hw, budget=2**40, cost=with_workspace, history=5)
-        assert counted.estimate - whole.estimate == winograd.MAX_WORKSPACE
+        assert counted.estimate - whole.estimate == expected
+    assert 0 < with_workspace.workspace(96 * 128) < winograd.MAX_WORKSPACE  # a small image needs little
 
 
 @needs_nnpack
