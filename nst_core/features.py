@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import Config
 from .errors import ConfigError
+from .frozen_layers import OutputKeptReLU
 from .hookspecs import hookimpl
 from .registry import ExtractorSpec
 from .vgg_layout import IMAGENET_MEAN, IMAGENET_STD, VGG_CONFIGS, vgg_conv_shapes, vgg_layer_names
@@ -64,7 +65,7 @@ class FeatureExtractor(nn.Module):
         check_layers(requested, layer_names, model="this network")
         last = max(layer_names.index(name) for name in requested)
         self.requested = frozenset(requested)
-        self.layers = _relus_in_place(layers[: last + 1], layer_names, self.requested)
+        self.layers = _relus_for_losses(layers[: last + 1], layer_names, self.requested)
         self.layer_names = tuple(layer_names[: last + 1])
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
@@ -81,18 +82,23 @@ class FeatureExtractor(nn.Module):
         return features
 
 
-def _relus_in_place(layers: nn.Sequential, layer_names: Sequence[str], requested: frozenset[str]) -> nn.Sequential:
-    """``layers`` with each ReLU whose input no loss reads computed in place.
+def _relus_for_losses(layers: nn.Sequential, layer_names: Sequence[str], requested: frozenset[str]) -> nn.Sequential:
+    """``layers`` with each ReLU in place where no loss reads its input, and marked
+    :class:`~nst_core.frozen_layers.OutputKeptReLU` where a loss reads its output.
 
     A ReLU's backward reads its output only, and a convolution's backward does not read its
     output, so the pre-activation need not be kept: one feature-sized buffer less to allocate,
     fill and free per ReLU, forward. A ReLU whose input is requested (``conv1_1`` read by a
-    loss) keeps a new output. The modules passed in are not changed.
+    loss) keeps a new output. A ReLU whose output is requested keeps PyTorch's backward, which
+    reads the output the loss keeps anyway, when other ReLUs are swapped for ones that keep a
+    mask (:func:`nst_core.frozen_layers.frozen_layer`). The modules passed in are not changed.
     """
     changed = nn.Sequential(*layers)
     for index, layer in enumerate(changed):
-        if type(layer) is nn.ReLU and index and layer_names[index - 1] not in requested:
-            changed[index] = nn.ReLU(inplace=True)
+        if type(layer) is not nn.ReLU:
+            continue
+        inplace = layer.inplace or bool(index and layer_names[index - 1] not in requested)
+        changed[index] = OutputKeptReLU(inplace=inplace) if layer_names[index] in requested else nn.ReLU(inplace=inplace)
     return changed
 
 

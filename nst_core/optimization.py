@@ -94,8 +94,6 @@ class _Run:
         #: Images with a side shorter than this are padded before the network (its deepest
         #: pooling would otherwise leave nothing); set once the network is measured.
         self.min_side = 1
-        #: The feature network as the steps run it (layout and convolutions chosen).
-        self.extractor: torch.nn.Module | None = None
 
     def execute(self, content: np.ndarray, styles: list[np.ndarray]) -> Result:
         config = self.config
@@ -152,7 +150,6 @@ class _Run:
 
         generator = torch.Generator().manual_seed(config.seed)
         network = self._network(extractor)
-        self.extractor = extractor
         image: torch.Tensor | None = None
         steps_done, best_step, cancelled = 0, 0, False
         best_losses: Mapping[str, float] = {}
@@ -180,7 +177,7 @@ class _Run:
             del content_tensor
             if budget:
                 budget.start_stage(stage)
-            objective = tiles.objective(self.terms) if tiles is not None else self._objective(network)
+            objective = tiles.objective(self.terms) if tiles is not None else self._objective(network, extractor)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed + stage.number - 1)
                 iterations = stage.iterations if budget is None else 10**9
@@ -312,7 +309,9 @@ class _Run:
 
         return network
 
-    def _objective(self, network):
+    def _objective(self, network, extractor: torch.nn.Module):
+        """The untiled step's loss of an image; ``network`` runs ``extractor``, on whose layers the
+        Gram matrices are taken as they are computed (:func:`grams_as_computed`)."""
         gram_layers = {name for term in self.terms.values() for name in getattr(term, "gram_layers", ())}
 
         def objective(point: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
@@ -320,7 +319,7 @@ class _Run:
             # Unclipped, L-BFGS drifts out of range and the saved (clipped) result scores much
             # worse than the loss says: 0.73 instead of 0.62 after 300 steps at 512 px (README).
             image = point.clamp(0.0, 1.0)
-            with grams_as_computed(self.extractor, gram_layers):
+            with grams_as_computed(extractor, gram_layers):
                 features = network(image)
                 losses = {name: term.weight * term(image, features) for name, term in self.terms.items()}
             return sum(losses.values()), losses

@@ -10,7 +10,8 @@ from torch import nn
 
 from nst_core import Config, ConfigError, precision, stylize, winograd
 from nst_core.device import check_convolution
-from nst_core.frozen_layers import MaskReLU
+from nst_core.features import build_vgg, build_vgg_layers
+from nst_core.frozen_layers import MaskReLU, OutputKeptReLU
 from nst_core.memory import measure_network, plan_memory
 
 from .test_cli import config_of
@@ -85,6 +86,25 @@ def test_with_winograd_converts_a_copy_and_shares_the_weights():
     assert relative_error(converted(image), net(image)) < 1e-4
     with pytest.raises(ValueError, match="3x3"):
         winograd.WinogradConv2d(nn.Conv2d(3, 8, 3, stride=2, padding=1))
+
+
+@needs_nnpack
+def test_relus_whose_output_a_loss_reads_keep_pytorchs_backward():
+    torch.manual_seed(0)
+    extractor = build_vgg("vgg16", build_vgg_layers("vgg16").state_dict(), layers=["relu1_1", "relu2_1"])
+    converted = winograd.with_winograd(extractor)
+    kinds = {name: type(layer) for name, layer in zip(converted.layer_names, converted.layers) if "relu" in name}
+    # the requested outputs are kept by the loss anyway; the others keep a one-byte mask
+    assert kinds == {"relu1_1": OutputKeptReLU, "relu1_2": MaskReLU, "relu2_1": OutputKeptReLU}
+    image = torch.rand(1, 3, 40, 36)
+    upstream = {name: torch.randn_like(f) for name, f in extractor(image).items()}
+    grads = []
+    for net in (extractor, converted):
+        point = image.clone().requires_grad_(True)
+        features = net(point)
+        sum((features[name] * upstream[name]).sum() for name in upstream).backward()
+        grads.append(point.grad)
+    assert relative_error(grads[1], grads[0]) < 1e-3
 
 
 def test_the_setting_is_checked():
