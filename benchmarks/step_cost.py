@@ -32,10 +32,13 @@ import sys
 import time
 from pathlib import Path
 
+# nst_core before torch, as the command imports them: it sets PyTorch's allocator up (huge pages,
+# nst_core.malloc) before PyTorch loads; imported after, the steps would run without it
+from nst_core import Config, hookimpl, stylize, winograd  # isort: skip
+
 import numpy as np
 import torch
 
-from nst_core import Config, hookimpl, stylize, winograd
 from nst_core.device import autocast
 
 from .evaluator import SHARED

@@ -27,7 +27,7 @@ def test_sizes_too_small_to_mean_anything_are_dropped():
 def test_presets_are_configs_and_explicit_settings_win():
     for name in PRESETS:
         assert isinstance(preset_config(name), Config)
-    assert preset_config("balanced") == Config(init="instant")
+    assert preset_config("balanced") == Config(iterations=40, init="instant")
     assert all(preset_config(name).init == "instant" for name in PRESETS)  # measured over pairs
     assert preset_config("preview", iterations=7).iterations == 7
     assert preset_config("best").iterations > preset_config("preview").iterations
