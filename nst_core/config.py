@@ -281,7 +281,7 @@ def _check_weights(name: str, values: Any) -> tuple[float, ...]:
 #: ``balanced`` takes 40 steps, chosen from the median of 6 pairs at 512 px (benchmarks/pairs.py,
 #: stop 28's run): the median pair reaches the textbook baseline's 300-evaluation quality after 37
 #: steps. 40 steps end 2.7-3.7 % above 50 steps' loss on every pair (the issue allows 10 %) and
-#: take a fifth less time: 1024×768 in under 5 minutes on a 2-core AVX2 CPU.
+#: take a fifth less time (README, "Glue, stop 30").
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "preview": MappingProxyType({"iterations": 15, "init": "instant"}),
     "balanced": MappingProxyType({"iterations": 40, "init": "instant"}),
