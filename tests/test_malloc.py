@@ -18,25 +18,30 @@ class _MallInfo2(ctypes.Structure):
                                                      "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def large_block_source() -> str:
-    """Where this process's malloc serves a 4 MiB block: ``"mmap"`` (glibc's default threshold is
-    128 KiB) or ``"heap"``."""
+def large_block_source(size: int = 4 << 20) -> str:
+    """Where this process's malloc serves a block of ``size`` bytes (4 MiB): ``"mmap"`` (glibc's
+    default threshold is 128 KiB) or ``"heap"``."""
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = _MallInfo2
     libc.malloc.restype = ctypes.c_void_p
     before = libc.mallinfo2().hblks
-    block = libc.malloc(4 << 20)
+    block = libc.malloc(size)
     source = "mmap" if libc.mallinfo2().hblks > before else "heap"
     libc.free(ctypes.c_void_p(block))
     return source
 
 
-def _served_by(setup: str, **env: str) -> str:
+def _output_without_malloc_settings(code: str, **env: str) -> str:
+    """What ``code`` prints in a new Python whose environment holds no malloc setting but ``env``."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))} | env
-    code = f"{setup}\nfrom tests.test_malloc import large_block_source\nprint(large_block_source())"
     done = subprocess.run([sys.executable, "-c", code], env=environment, cwd=Path(__file__).parents[1],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, timeout=120)
     return done.stdout.strip()
+
+
+def _served_by(setup: str, **env: str) -> str:
+    code = f"{setup}\nfrom tests.test_malloc import large_block_source\nprint(large_block_source())"
+    return _output_without_malloc_settings(code, **env)
 
 
 def test_glibc_maps_a_large_block_by_default_and_importing_nst_core_keeps_it_in_the_heap():
@@ -105,3 +110,58 @@ def test_importing_nst_core_keeps_other_threads_in_the_main_heap():
     )
     assert _printed(code.format(setup="")) == "own"  # the probe can tell
     assert _printed(code.format(setup="import nst_core")) == "main"
+
+
+_HEAP_STEPS = """
+import ctypes
+import nst_core.malloc as m
+from tests.test_malloc import large_block_source as source
+
+def rss_mb():
+    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1024
+
+big = 64 << 20  # above the 32 MiB mmap threshold
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+out = [source(big)]
+with m.large_blocks_from_heap() as on:
+    out += [str(on), source(big)]
+    with m.large_blocks_from_heap():
+        pass
+    out.append(source(big))  # the inner one's exit leaves the setting to the outer one
+    block = libc.malloc(256 << 20)
+    ctypes.memset(block, 1, 256 << 20)
+    libc.free(ctypes.c_void_p(block))
+    kept = rss_mb()
+out += [source(big), str(kept - rss_mb() >= 200)]  # freed memory kept within, handed back on exit
+print(' '.join(out))
+"""
+
+
+def test_large_blocks_come_from_the_heap_within_and_go_back_after():
+    assert _output_without_malloc_settings(_HEAP_STEPS) == "mmap True heap heap mmap True"
+    assert _output_without_malloc_settings(_HEAP_STEPS, MALLOC_ARENA_MAX="2").split()[:5] == ["mmap", "False", "mmap", "mmap", "mmap"]
+
+
+
+def test_a_large_stage_takes_its_steps_with_blocks_from_the_heap(random_weights, small_pair, monkeypatch):
+    from nst_core import Config, hookimpl, malloc, optimization, stylize
+
+    if not malloc._heap.ours:
+        pytest.skip("malloc's settings are this environment's, not nst-core's")
+
+    class Probe:
+        def __init__(self):
+            self.during = []
+
+        @hookimpl
+        def nst_progress(self, progress):
+            self.during.append(large_block_source(64 << 20))
+
+    content, style = small_pair
+    for least_pixels, expected in ((1, "heap"), (10**9, "mmap")):
+        monkeypatch.setattr(optimization, "HEAP_STEPS_MIN_PIXELS", least_pixels)
+        probe = Probe()
+        stylize(content, [style], config=Config(size=48, iterations=2), plugins=[probe])
+        assert probe.during == [expected, expected]
+        assert large_block_source(64 << 20) == "mmap"  # back once the steps end
