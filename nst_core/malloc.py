@@ -55,6 +55,15 @@ ARENA_MAX = 1
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library, with ``mallopt``'s and ``malloc_trim``'s signatures."""
+    libc = ctypes.CDLL(None)
+    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    libc.mallopt.restype = ctypes.c_int
+    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+    return libc
+
+
 def reuse_freed_memory(*, override: bool = False) -> bool:
     """Set glibc's ``mmap`` and trim thresholds and its arena count for a tensor workload; ``True`` if set.
 
@@ -66,11 +75,9 @@ def reuse_freed_memory(*, override: bool = False) -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
     ours = all([mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
                 mallopt(_M_ARENA_MAX, ARENA_MAX)])
     _heap.ours = ours
@@ -90,11 +97,9 @@ _heap = _HeapState()
 
 
 def _set_heap_only(on: bool) -> None:
-    libc = ctypes.CDLL(None)
-    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    libc = _libc()
     libc.mallopt(_M_MMAP_MAX, 0 if on else MMAP_MAX)
     libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD if on else TRIM_THRESHOLD)
-    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
     libc.malloc_trim(0)  # on: start from a compact heap; off: hand the freed memory back
 
 

@@ -31,17 +31,22 @@ def large_block_source(size: int = 4 << 20) -> str:
     return source
 
 
-def _output_without_malloc_settings(code: str, **env: str) -> str:
-    """What ``code`` prints in a new Python whose environment holds no malloc setting but ``env``."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))} | env
+def _printed(code: str, *, without: tuple[str, ...] = ("THP_MEM_ALLOC_ENABLE",), **env: str) -> str:
+    """What ``code`` prints in a new Python whose environment lacks the variables whose names start
+    with ``without`` (by default the huge-pages switch) and holds ``env``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(without)} | env
     done = subprocess.run([sys.executable, "-c", code], env=environment, cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, check=True, timeout=120)
     return done.stdout.strip()
 
 
+#: The environment variables that set malloc (a test's own ``env`` aside).
+MALLOC_SETTINGS = ("MALLOC_", "GLIBC_TUNABLES")
+
+
 def _served_by(setup: str, **env: str) -> str:
     code = f"{setup}\nfrom tests.test_malloc import large_block_source\nprint(large_block_source())"
-    return _output_without_malloc_settings(code, **env)
+    return _printed(code, without=MALLOC_SETTINGS, **env)
 
 
 def test_glibc_maps_a_large_block_by_default_and_importing_nst_core_keeps_it_in_the_heap():
@@ -54,13 +59,6 @@ def test_a_users_malloc_setting_is_left_alone_but_can_be_overridden():
     assert _served_by("import nst_core", GLIBC_TUNABLES="") == "mmap"
     forced = "import nst_core.malloc as m\nassert m.reuse_freed_memory(override=True)"
     assert _served_by(forced, MALLOC_TRIM_THRESHOLD_="65536") == "heap"
-
-
-def _printed(code: str, **env: str) -> str:
-    environment = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | env
-    done = subprocess.run([sys.executable, "-c", code], env=environment, cwd=Path(__file__).parents[1],
-                          capture_output=True, text=True, check=True, timeout=120)
-    return done.stdout.strip()
 
 
 def test_importing_nst_core_asks_pytorch_for_huge_pages_unless_told_otherwise():
@@ -139,9 +137,9 @@ print(' '.join(out))
 
 
 def test_large_blocks_come_from_the_heap_within_and_go_back_after():
-    assert _output_without_malloc_settings(_HEAP_STEPS) == "mmap True heap heap mmap True"
-    assert _output_without_malloc_settings(_HEAP_STEPS, MALLOC_ARENA_MAX="2").split()[:5] == ["mmap", "False", "mmap", "mmap", "mmap"]
-
+    assert _printed(_HEAP_STEPS, without=MALLOC_SETTINGS) == "mmap True heap heap mmap True"
+    users = _printed(_HEAP_STEPS, without=MALLOC_SETTINGS, MALLOC_ARENA_MAX="2")  # the user's setting: left alone
+    assert users.split()[:5] == ["mmap", "False", "mmap", "mmap", "mmap"]
 
 
 def test_a_large_stage_takes_its_steps_with_blocks_from_the_heap(random_weights, small_pair, monkeypatch):
