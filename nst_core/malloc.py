@@ -20,8 +20,9 @@ libraries are left alone.
 
 Buffers above the threshold are still mapped afresh each time; :func:`huge_pages_for_tensors`
 asks PyTorch to back them with transparent huge pages, which the kernel fills in far fewer faults.
-Within :func:`large_blocks_from_heap` (a large image's optimization steps) malloc serves them from
-its heap too, so that a step reuses the previous step's memory instead of having it zero-filled.
+Within :func:`large_blocks_from_heap` (the steps of a large image's long optimization) malloc
+serves them from its heap too, so that a step reuses the previous step's memory instead of having
+it zero-filled.
 """
 
 from __future__ import annotations

@@ -55,6 +55,13 @@ PROBE_ASPECT = (3, 4)
 #: 262 000 px, 8 steps) 0 to 7 % less time and peak RSS between −2 and +6 %, within the spread of
 #: repeated runs, so smaller stages are left as they were (the issue's "peak RSS no higher").
 HEAP_STEPS_MIN_PIXELS = 500_000
+#: ... and are planned to take at least this many steps. The heap's holes cost RSS in any run; the
+#: L-BFGS history fills them as the run goes on, and the time saved grows with the steps. AMD EPYC,
+#: 1024×768, the command: 6 steps, peak RSS 2610–2901 MB with the heap against 2289–2370 without
+#: (stop 27's default: 2657); 20 steps, 153–165 s and 2823–2989 MB against 157–176 s and
+#: 2710–2786 MB (stop 27's default: 334 s, 3012 MB). So ``preview`` (15) maps its blocks and
+#: ``balanced`` (40) and ``best`` take them from the heap.
+HEAP_STEPS_MIN_ITERATIONS = 20
 
 
 class OptimizationMethod:
@@ -185,8 +192,7 @@ class _Run:
             if budget:
                 budget.start_stage(stage)
             objective = tiles.objective(self.terms) if tiles is not None else self._objective(network, extractor)
-            heap = large_blocks_from_heap() if tiles is None and math.prod(stage.hw) >= HEAP_STEPS_MIN_PIXELS \
-                else contextlib.nullcontext()
+            heap = large_blocks_from_heap() if tiles is None and _steps_from_heap(stage) else contextlib.nullcontext()
             with torch.random.fork_rng(devices=[]), heap:
                 torch.manual_seed(config.seed + stage.number - 1)
                 iterations = stage.iterations if budget is None else 10**9
@@ -463,3 +469,9 @@ def upscale(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         return image
     resized = torch.nn.functional.interpolate(image, size=tuple(hw), mode="bicubic", align_corners=False)
     return resized.clamp_(0.0, 1.0)
+
+
+def _steps_from_heap(stage: Stage) -> bool:
+    """Whether an untiled ``stage`` takes its steps' large blocks from malloc's heap: one of at least
+    :data:`HEAP_STEPS_MIN_PIXELS` pixels planned for at least :data:`HEAP_STEPS_MIN_ITERATIONS` steps."""
+    return stage.pixels >= HEAP_STEPS_MIN_PIXELS and stage.iterations >= HEAP_STEPS_MIN_ITERATIONS

@@ -142,7 +142,7 @@ def test_large_blocks_come_from_the_heap_within_and_go_back_after():
     assert users.split()[:5] == ["mmap", "False", "mmap", "mmap", "mmap"]
 
 
-def test_a_large_stage_takes_its_steps_with_blocks_from_the_heap(random_weights, small_pair, monkeypatch):
+def test_a_large_long_stage_takes_its_steps_with_blocks_from_the_heap(random_weights, small_pair, monkeypatch):
     from nst_core import Config, hookimpl, malloc, optimization, stylize
 
     if not malloc._heap.ours:
@@ -157,8 +157,10 @@ def test_a_large_stage_takes_its_steps_with_blocks_from_the_heap(random_weights,
             self.during.append(large_block_source(64 << 20))
 
     content, style = small_pair
-    for least_pixels, expected in ((1, "heap"), (10**9, "mmap")):
+    # two steps of a 48x48 stage: from the heap only where both thresholds let them
+    for least_pixels, least_steps, expected in ((1, 2, "heap"), (10**9, 2, "mmap"), (1, 3, "mmap")):
         monkeypatch.setattr(optimization, "HEAP_STEPS_MIN_PIXELS", least_pixels)
+        monkeypatch.setattr(optimization, "HEAP_STEPS_MIN_ITERATIONS", least_steps)
         probe = Probe()
         stylize(content, [style], config=Config(size=48, iterations=2), plugins=[probe])
         assert probe.during == [expected, expected]
