@@ -34,6 +34,9 @@ OUTPUT_IMAGE_COPIES = 4
 #: The network's forward and backward pass needs this much more than its activations (the
 #: gradient buffers of the largest layers while they are back-propagated).
 BACKWARD_MARGIN = 1.15
+#: Float32 RGB images of a stage's size one L-BFGS history pair takes: two images in fp16
+#: (:data:`nst_core.optim.HISTORY_DTYPE`).
+PAIR_IMAGE_COPIES = 1
 #: Fewest L-BFGS history pairs a memory budget may leave (fewer makes L-BFGS gradient descent).
 MIN_HISTORY = 3
 #: Halo around each tile's core, in multiples of the network's largest stride (3 × 16 = 48 px
@@ -202,7 +205,7 @@ def plan_memory(
 
     def fixed(pairs: int) -> int:
         return int(
-            (STAGE_IMAGE_COPIES + 2 * pairs) * _RGB * stage_pixels
+            (STAGE_IMAGE_COPIES + PAIR_IMAGE_COPIES * pairs) * _RGB * stage_pixels
             + OUTPUT_IMAGE_COPIES * _RGB * out_pixels
             + cost.target_bytes_per_pixel * stage_pixels
         )

@@ -126,3 +126,39 @@ def test_the_command_line_sets_the_smoothing():
     assert config_of().lbfgs_smoothing == Config().lbfgs_smoothing > 0  # every preset keeps the default
     assert config_of("--lbfgs-smoothing", "0").lbfgs_smoothing == 0.0
     assert config_of("--preset", "best", "--lbfgs-smoothing", "8").lbfgs_smoothing == 8.0
+
+
+@pytest.mark.parametrize("magnitude", [1e-12, 1.0, 1e12])
+def test_lbfgs_history_keeps_vectors_in_half_precision_at_any_magnitude(magnitude):
+    from nst_core.optim import _HalfVector
+
+    torch.manual_seed(0)
+    vector, other = torch.randn(10_000) * magnitude, torch.randn(10_000)
+    kept = _HalfVector(vector)
+    assert kept.values.dtype == torch.float16 and kept.values.numel() == vector.numel()  # half of fp32's bytes
+    assert (kept.restored(torch.float32) - vector).abs().max() <= vector.abs().max() * 2**-11
+    assert kept.dot(other) == pytest.approx(float(vector.dot(other)), rel=1e-3)
+    target = torch.zeros(10_000)
+    kept.add_to(target, 2.0)
+    assert torch.allclose(target, 2 * vector, rtol=0, atol=float(vector.abs().max()) * 2**-10)
+
+
+def test_lbfgs_with_its_half_precision_history_does_as_well_as_with_a_float32_one(monkeypatch):
+    from nst_core import optim
+
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8)
+    curvature = torch.logspace(0, 3, target.numel()).reshape(target.shape)  # condition number 10³
+
+    def objective(image):
+        loss = torch.sum(curvature * (image - target) ** 2)
+        return loss, {"quad": loss}
+
+    errors = {}
+    for dtype in (torch.float16, torch.float32):
+        monkeypatch.setattr(optim, "HISTORY_DTYPE", dtype)
+        outcome = optimize(torch.zeros_like(target), objective, optimizer="lbfgs", iterations=80, learning_rate=0.02,
+                           on_step=lambda *a: False)
+        errors[dtype] = float((outcome.best_image - target).abs().max())
+    assert errors[torch.float32] < 0.1  # 0.6 from the start
+    assert errors[torch.float16] <= 1.5 * errors[torch.float32]
