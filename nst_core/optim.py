@@ -31,7 +31,7 @@ LBFGS_HISTORY = 50
 #: L-BFGS's correction pairs are kept in this precision (:class:`_HalfVector`), half of fp32's
 #: memory: at 1024×768 a pair is 19 MB in fp32, and the 40 steps of the default preset keep 30–40.
 #: Loss after 40 steps at 256 px, the 6 pairs of ``benchmarks.pairs``, against fp32 pairs (AMD
-#: EPYC): 0.9998–1.0032×, median 1.0002×; bf16 instead: 0.998–1.0036×, median 1.0004×.
+#: EPYC): 0.9997–1.004×, median 1.0003×; bf16 (also scaled) instead: 0.998–1.0036×.
 HISTORY_DTYPE = torch.float16
 #: Largest pixel change of L-BFGS's first trial step (pixels in [0, 1]). Measured on
 #: tubingen × starry night at 256 px, total loss after 10/30 steps: 1.40/0.964 with torch's
