@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError, setting
+from .optim import HISTORY_DTYPE
 
 #: Share of the memory available when a run starts that it takes by default.
 DEFAULT_SHARE = 0.5
@@ -34,9 +35,9 @@ OUTPUT_IMAGE_COPIES = 4
 #: The network's forward and backward pass needs this much more than its activations (the
 #: gradient buffers of the largest layers while they are back-propagated).
 BACKWARD_MARGIN = 1.15
-#: Float32 RGB images of a stage's size one L-BFGS history pair takes: two images in fp16
-#: (:data:`nst_core.optim.HISTORY_DTYPE`).
-PAIR_IMAGE_COPIES = 1
+#: Float32 RGB images of a stage's size one L-BFGS history pair takes: two images in
+#: :data:`nst_core.optim.HISTORY_DTYPE` (fp16: one).
+PAIR_IMAGE_COPIES = 2 * HISTORY_DTYPE.itemsize / torch.float32.itemsize
 #: Fewest L-BFGS history pairs a memory budget may leave (fewer makes L-BFGS gradient descent).
 MIN_HISTORY = 3
 #: Halo around each tile's core, in multiples of the network's largest stride (3 × 16 = 48 px
