@@ -62,6 +62,15 @@ HEAP_STEPS_MIN_PIXELS = 500_000
 #: 2710–2786 MB (stop 27's default: 334 s, 3012 MB). So ``preview`` (15) maps its blocks and
 #: ``balanced`` (40) and ``best`` take them from the heap.
 HEAP_STEPS_MIN_ITERATIONS = 20
+#: ... and only where the memory budget has room, besides the stage's estimate, for this share of
+#: a step's modelled bytes (:class:`nst_core.memory.NetworkCost`: activations, their gradients,
+#: workspace). The heap keeps every page a step touched, and glibc places a step's blocks at
+#: different addresses as the step goes: at 1024×768 (AMD EPYC) its 1.27 GB of live blocks spread
+#: over a heap of 2.1–3.0 GB, and the process's peak was 90–610 MB above mapped blocks' (runs of
+#: 6, 20 and 40 steps). A step there is modelled at 2.1 GB, so the share leaves 1.05 GB: the
+#: default budget (4.5 GiB) has room for it, ``--max-memory 3G`` at 1024×768 does not, and its
+#: run maps its blocks instead of overrunning the budget.
+HEAP_MEMORY_SLACK = 0.5
 
 
 class OptimizationMethod:
@@ -192,7 +201,8 @@ class _Run:
             if budget:
                 budget.start_stage(stage)
             objective = tiles.objective(self.terms) if tiles is not None else self._objective(network, extractor)
-            heap = large_blocks_from_heap() if tiles is None and _steps_from_heap(stage) else contextlib.nullcontext()
+            from_heap = _steps_from_heap(stage, plan, budget=memory_budget, cost=cost)
+            heap = large_blocks_from_heap() if from_heap else contextlib.nullcontext()
             with torch.random.fork_rng(devices=[]), heap:
                 torch.manual_seed(config.seed + stage.number - 1)
                 iterations = stage.iterations if budget is None else 10**9
@@ -471,7 +481,10 @@ def upscale(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return resized.clamp_(0.0, 1.0)
 
 
-def _steps_from_heap(stage: Stage) -> bool:
-    """Whether an untiled ``stage`` takes its steps' large blocks from malloc's heap: one of at least
-    :data:`HEAP_STEPS_MIN_PIXELS` pixels planned for at least :data:`HEAP_STEPS_MIN_ITERATIONS` steps."""
-    return stage.pixels >= HEAP_STEPS_MIN_PIXELS and stage.iterations >= HEAP_STEPS_MIN_ITERATIONS
+def _steps_from_heap(stage: Stage, plan: MemoryPlan, *, budget: int, cost: NetworkCost) -> bool:
+    """Whether ``stage`` takes its steps' large blocks from malloc's heap: an untiled one of at least
+    :data:`HEAP_STEPS_MIN_PIXELS` pixels planned for at least :data:`HEAP_STEPS_MIN_ITERATIONS`
+    steps, whose ``plan`` leaves :data:`HEAP_MEMORY_SLACK` of a step's bytes of ``budget`` unused."""
+    step_bytes = cost.train_bytes_per_pixel * stage.pixels + cost.workspace(stage.pixels)
+    return (not plan.tiled and stage.pixels >= HEAP_STEPS_MIN_PIXELS and stage.iterations >= HEAP_STEPS_MIN_ITERATIONS
+            and plan.estimate + HEAP_MEMORY_SLACK * step_bytes <= budget)

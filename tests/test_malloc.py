@@ -157,10 +157,13 @@ def test_a_large_long_stage_takes_its_steps_with_blocks_from_the_heap(random_wei
             self.during.append(large_block_source(64 << 20))
 
     content, style = small_pair
-    # two steps of a 48x48 stage: from the heap only where both thresholds let them
-    for least_pixels, least_steps, expected in ((1, 2, "heap"), (10**9, 2, "mmap"), (1, 3, "mmap")):
+    # two steps of a 48x48 stage: from the heap only where both thresholds let them and the memory
+    # budget has room for the heap's slack (a step's bytes times the share) besides the plan
+    cases = ((1, 2, 0.5, "heap"), (10**9, 2, 0.5, "mmap"), (1, 3, 0.5, "mmap"), (1, 2, 10**6, "mmap"))
+    for least_pixels, least_steps, slack, expected in cases:
         monkeypatch.setattr(optimization, "HEAP_STEPS_MIN_PIXELS", least_pixels)
         monkeypatch.setattr(optimization, "HEAP_STEPS_MIN_ITERATIONS", least_steps)
+        monkeypatch.setattr(optimization, "HEAP_MEMORY_SLACK", slack)
         probe = Probe()
         stylize(content, [style], config=Config(size=48, iterations=2), plugins=[probe])
         assert probe.during == [expected, expected]
