@@ -141,7 +141,8 @@ class Config:
     #: Bytes of memory the run's work may use (RAM on a CPU, GPU memory on CUDA), besides PyTorch
     #: and the network (about 0.7 GB on a CPU); a size that does not fit is computed in tiles
     #: (see :mod:`nst_core.tiling`). ``None``: half the memory available when the run starts,
-    #: on a CPU at most 4.5 GiB.
+    #: on a CPU at most 4.5 GiB. A large image's long run keeps the memory its steps free for the
+    #: next step (faster) only where this leaves room for it (:data:`nst_core.optimization.HEAP_MEMORY_SLACK`).
     max_memory: int | None = None
 
     # --- reporting -------------------------------------------------------------------------------

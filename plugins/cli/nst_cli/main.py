@@ -272,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default {defaults.precision})")
     hw.add_argument("--max-memory", type=_bytes, metavar="SIZE",
                     help="memory the run may use besides PyTorch and the network (~0.7 GB), e.g. 4G or 800M; "
-                         "larger images are computed in overlapping tiles (default: half the free RAM, at most "
-                         "4.5G, or half the free GPU memory)")
+                         "larger images are computed in overlapping tiles, and long runs keep freed memory for the next "
+                         "step only where it leaves room (default: half the free RAM, at most 4.5G, or half the free "
+                         "GPU memory)")
     hw.add_argument("--memory-format", choices=MEMORY_FORMATS, default=defaults.memory_format,
                     help="network memory layout; auto measures which is faster here (default auto)")
     hw.add_argument("--convolution", choices=CONVOLUTIONS, default=defaults.convolution,
