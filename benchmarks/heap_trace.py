@@ -183,14 +183,17 @@ def main(argv: list[str] | None = None) -> int:
             result = run_child(config, args)
             results[config].append(result)
             print(json.dumps(result), flush=True)
-    print("| configuration | steps from the heap | peak RSS (MB) | wall (s) | heap at the end (MB) | settled at step | live peak (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    columns = ("configuration", "steps from the heap", "peak RSS (MB)", "wall (s)", "heap at the end (MB)",
+               "settled at step", "live peak (MB)")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
     for config, runs in results.items():
         def values(key):
             return ", ".join(str(run[key]) for run in runs)
         median = statistics.median(run["peak_rss_mb"] for run in runs)
-        print(f"| {config} | {values('from_heap')} | {values('peak_rss_mb')} (median {median:.0f}) | "
-              f"{values('wall_s')} | {values('heap_end_mb')} | {values('heap_settled_at')} | {values('live_peak_mb')} |")
+        cells = (config, values("from_heap"), f"{values('peak_rss_mb')} (median {median:.0f})", values("wall_s"),
+                 values("heap_end_mb"), values("heap_settled_at"), values("live_peak_mb"))
+        print("| " + " | ".join(cells) + " |")
     return 0
 
 
