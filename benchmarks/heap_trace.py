@@ -140,8 +140,8 @@ def child(config: str, photo: str, painting: str, size: int, steps: int) -> None
     print(json.dumps({
         "config": config, "exit": code, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "wall_s": round(wall, 1), "steps": len(rows), "heap_end_mb": final,
-        "heap_settled_at": next((row["step"] for row in rows if row["heap"] == final), None),
-        "live_peak_mb": max((row["live_peak"] for row in rows[1:]), default=None),
+        "heap_settled_at": next((row["step"] for row in rows if row["heap"] == final), None) if heaps else None,
+        "live_peak_mb": max((row["live_peak"] for row in rows[1:]), default=None) if info else None,
         "from_heap": any(row["from_heap"] for row in rows),
     }))
 
