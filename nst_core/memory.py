@@ -112,6 +112,11 @@ class NetworkCost:
         """Bytes of workspace the convolutions keep for an image of ``pixels``."""
         return int(min(self.max_workspace_bytes, self.workspace_bytes_per_pixel * pixels))
 
+    def pass_bytes(self, pixels: int) -> int:
+        """Bytes a forward and backward pass of an image of ``pixels`` needs: activations, their
+        gradients and the convolutions' workspace."""
+        return int(self.train_bytes_per_pixel * pixels) + self.workspace(pixels)
+
     @property
     def align(self) -> int:
         """Tile edges lie on multiples of this (the largest stride)."""
@@ -211,7 +216,7 @@ def plan_memory(
             + cost.target_bytes_per_pixel * stage_pixels
         )
 
-    whole = fixed(history) + int(cost.train_bytes_per_pixel * stage_pixels) + cost.workspace(stage_pixels)
+    whole = fixed(history) + cost.pass_bytes(stage_pixels)
     if whole <= room:
         return MemoryPlan(core=None, halo=0, history=history, estimate=whole)
     align = cost.align
@@ -238,7 +243,7 @@ def _tile_bytes(core: int, halo: int, cost: NetworkCost) -> int:
     from .parts import largest_outer_side
 
     side = largest_outer_side(core, halo)
-    return int(cost.train_bytes_per_pixel * side * side) + cost.workspace(side * side)
+    return cost.pass_bytes(side * side)
 
 
 def _gib(size: int) -> str:

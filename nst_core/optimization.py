@@ -485,6 +485,5 @@ def _steps_from_heap(stage: Stage, plan: MemoryPlan, *, budget: int, cost: Netwo
     """Whether ``stage`` takes its steps' large blocks from malloc's heap: an untiled one of at least
     :data:`HEAP_STEPS_MIN_PIXELS` pixels planned for at least :data:`HEAP_STEPS_MIN_ITERATIONS`
     steps, whose ``plan`` leaves :data:`HEAP_MEMORY_SLACK` of a step's bytes of ``budget`` unused."""
-    step_bytes = cost.train_bytes_per_pixel * stage.pixels + cost.workspace(stage.pixels)
     return (not plan.tiled and stage.pixels >= HEAP_STEPS_MIN_PIXELS and stage.iterations >= HEAP_STEPS_MIN_ITERATIONS
-            and plan.estimate + HEAP_MEMORY_SLACK * step_bytes <= budget)
+            and plan.estimate + HEAP_MEMORY_SLACK * cost.pass_bytes(stage.pixels) <= budget)
