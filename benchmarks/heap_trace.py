@@ -31,7 +31,6 @@ import argparse
 import ctypes
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,9 @@ import time
 from .run_benchmark import IMAGES, REPO, describe_machine
 
 DEFAULT_CONFIGS = ("auto", "mapped")
+#: Configurations by name, and by prefix with a value.
+NAMED_CONFIGS = ("auto", "mapped", "heap")
+VALUED_CONFIGS = ("budget=", "trim=")
 _MiB = 1 << 20
 
 
@@ -85,9 +87,11 @@ def _configure(config: str) -> list[str]:
         malloc.HEAP_TRIM_THRESHOLD = int(config.split("=", 1)[1]) << 20
     elif config.startswith("budget="):
         return ["--max-memory", config.split("=", 1)[1]]
-    elif config != "auto":
-        raise SystemExit(f"unknown configuration {config!r}: auto, mapped, heap or budget=SIZE")
     return []
+
+
+def _unknown(config: str) -> bool:
+    return config not in NAMED_CONFIGS and not config.startswith(VALUED_CONFIGS)
 
 
 def child(config: str, photo: str, painting: str, size: int, steps: int) -> None:
@@ -96,6 +100,8 @@ def child(config: str, photo: str, painting: str, size: int, steps: int) -> None
 
     from nst_core import hookimpl, malloc
     from nst_core.plugins import get_plugin_manager
+
+    from .jobs import own_peak_rss_mb
 
     extra = _configure(config)
     info = _mallinfo2()
@@ -138,7 +144,7 @@ def child(config: str, photo: str, painting: str, size: int, steps: int) -> None
     heaps = [row["heap"] for row in rows if row["heap"] is not None]
     final = heaps[-1] if heaps else None
     print(json.dumps({
-        "config": config, "exit": code, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "config": config, "exit": code, "peak_rss_mb": round(own_peak_rss_mb()),
         "wall_s": round(wall, 1), "steps": len(rows), "heap_end_mb": final,
         "heap_settled_at": next((row["step"] for row in rows if row["heap"] == final), None) if heaps else None,
         "live_peak_mb": max((row["live_peak"] for row in rows[1:]), default=None) if info else None,
@@ -172,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child, args.photo, args.painting, args.size, args.steps)
         return 0
+    configs = args.configs.split(",")
+    for config in filter(_unknown, configs):
+        parser.error(f"unknown configuration {config!r}: auto, mapped, heap, budget=SIZE or trim=MIB")
     machine = describe_machine()
     print(f"# {machine['cpu']} ({', '.join(machine['flags'])}), {machine['cores']} cores, torch {machine['torch']}; "
           f"{os.path.basename(args.photo)} x {os.path.basename(args.painting)}, {args.size} px, {args.steps} steps",
           flush=True)
-    configs = args.configs.split(",")
     results: dict[str, list[dict]] = {config: [] for config in configs}
     for _ in range(args.repeats):
         for config in configs:  # alternating, so that a busy neighbour hits every configuration
