@@ -18,17 +18,24 @@ Configurations:
 * ``budget=SIZE``: as shipped, with ``--max-memory SIZE``;
 * ``trim=MIB``: as shipped, with the heap's top handed back beyond MIB instead of kept
   (:data:`nst_core.malloc.HEAP_TRIM_THRESHOLD`). At 1024×768, 20 steps, one run each: 256 MiB
-  peaked at 3093 MB in 150.5 s against 2692 MB in 137.5 s as shipped, so the top stays kept.
+  peaked at 3093 MB in 150.5 s against 2692 MB in 137.5 s as shipped, so the top stays kept;
+* ``mimalloc``: the child runs under Microsoft's mimalloc instead of glibc's malloc
+  (``LD_PRELOAD`` of the library that the ``cmeel-mimalloc`` package ships, in the ``bench``
+  extra), with mimalloc's defaults; ``mimalloc=MS`` sets its purge delay
+  (``MIMALLOC_PURGE_DELAY``: how long freed memory stays resident before it is handed back; -1 keeps
+  it). glibc's heap figures are then not the process's, and the table leaves them out.
 
     python -m benchmarks.heap_trace                              # 1024 px, 20 steps, auto and mapped, twice
     python -m benchmarks.heap_trace --configs auto,budget=3G -n 20 --repeats 1
     python -m benchmarks.heap_trace --size 1024 -n 6 --configs heap --trace
+    python -m benchmarks.heap_trace -n 40 --configs auto,mimalloc
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.metadata
 import json
 import os
 import shutil
@@ -43,8 +50,10 @@ from .run_benchmark import IMAGES, REPO, describe_machine
 
 DEFAULT_CONFIGS = ("auto", "mapped")
 #: Configurations by name, and by prefix with a value.
-NAMED_CONFIGS = ("auto", "mapped", "heap")
-VALUED_CONFIGS = ("budget=", "trim=")
+NAMED_CONFIGS = ("auto", "mapped", "heap", "mimalloc")
+VALUED_CONFIGS = ("budget=", "trim=", "mimalloc=")
+#: The package that ships mimalloc's library (``bench`` extra), and where in it the library lies.
+MIMALLOC_PACKAGE, MIMALLOC_LIBRARY = "cmeel-mimalloc", "lib/libmimalloc.so"
 _MiB = 1 << 20
 
 
@@ -55,10 +64,13 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _mallinfo2():
-    """glibc's ``mallinfo2`` (2.33 and later), or ``None``."""
+    """glibc's ``mallinfo2`` (2.33 and later), or ``None`` (also where mimalloc serves ``malloc``)."""
+    process = ctypes.CDLL(None)
+    if hasattr(process, "mi_version"):
+        return None
     try:
-        function = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
+        function = process.mallinfo2
+    except AttributeError:
         return None
     function.restype = _MallInfo2
     return function
@@ -152,9 +164,28 @@ def child(config: str, photo: str, painting: str, size: int, steps: int) -> None
     }))
 
 
-def run_child(config: str, args: argparse.Namespace) -> dict:
+def mimalloc_library() -> str | None:
+    """The path of the mimalloc library that :data:`MIMALLOC_PACKAGE` installed, or ``None``."""
+    try:
+        files = importlib.metadata.distribution(MIMALLOC_PACKAGE).files or ()
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [file for file in files if str(file).endswith(MIMALLOC_LIBRARY)]
+    return str(found[0].locate()) if found else None
+
+
+def _child_environment(config: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "plugins" / "cli"), os.environ.get("PYTHONPATH", "")])
+    if config.startswith("mimalloc"):
+        env["LD_PRELOAD"] = mimalloc_library()
+        if "=" in config:
+            env["MIMALLOC_PURGE_DELAY"] = config.split("=", 1)[1]
+    return env
+
+
+def run_child(config: str, args: argparse.Namespace) -> dict:
+    env = _child_environment(config)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.heap_trace", "--child", config, "--photo", args.photo,
          "--painting", args.painting, "--size", str(args.size), "-n", str(args.steps)],
@@ -180,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configs = args.configs.split(",")
     for config in filter(_unknown, configs):
-        parser.error(f"unknown configuration {config!r}: auto, mapped, heap, budget=SIZE or trim=MIB")
+        parser.error(f"unknown configuration {config!r}: auto, mapped, heap, budget=SIZE, trim=MIB, mimalloc "
+                     "or mimalloc=MS")
+    if any(config.startswith("mimalloc") for config in configs) and not mimalloc_library():
+        parser.error(f"the mimalloc configurations need the {MIMALLOC_PACKAGE} package: pip install -e '.[bench]'")
     machine = describe_machine()
     print(f"# {machine['cpu']} ({', '.join(machine['flags'])}), {machine['cores']} cores, torch {machine['torch']}; "
           f"{os.path.basename(args.photo)} x {os.path.basename(args.painting)}, {args.size} px, {args.steps} steps",
