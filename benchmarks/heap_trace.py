@@ -11,8 +11,9 @@ and the step at which it reached it, the live blocks' peak, and whether the step
 
 Configurations:
 
-* ``auto``: nst-core as shipped (the heap where :func:`nst_core.optimization._steps_from_heap`
-  says so);
+* ``auto``: nst-core with glibc's malloc as :mod:`nst_core.malloc` sets it up (the heap where
+  :func:`nst_core.optimization._steps_from_heap` says so): the library's default, and the
+  command's with ``NST_CORE_MALLOC=system``;
 * ``mapped``: the steps' large blocks mapped afresh each step (stop 29's way);
 * ``heap``: the heap whatever the stage's size, length and memory budget;
 * ``budget=SIZE``: as shipped, with ``--max-memory SIZE``;
@@ -20,10 +21,11 @@ Configurations:
   (:data:`nst_core.malloc.HEAP_TRIM_THRESHOLD`). At 1024×768, 20 steps, one run each: 256 MiB
   peaked at 3093 MB in 150.5 s against 2692 MB in 137.5 s as shipped, so the top stays kept;
 * ``mimalloc``: the child runs under Microsoft's mimalloc instead of glibc's malloc
-  (``LD_PRELOAD`` of the library that the ``cmeel-mimalloc`` package ships, in the ``bench``
-  extra), with mimalloc's defaults; ``mimalloc=MS`` sets its purge delay
-  (``MIMALLOC_PURGE_DELAY``: how long freed memory stays resident before it is handed back; -1 keeps
-  it). glibc's heap figures are then not the process's, and the table leaves them out.
+  (``LD_PRELOAD`` of the library that the ``cmeel-mimalloc`` package ships), as the command does
+  since stop 34 (:mod:`nst_cli.launch`): mimalloc's defaults, with purging off within
+  :func:`nst_core.malloc.large_blocks_from_heap`; ``mimalloc=MS`` sets its purge delay for the
+  whole run (``MIMALLOC_PURGE_DELAY``: how long freed memory stays resident before it is handed
+  back; -1 keeps it). glibc's heap figures are then not the process's, and the table leaves them out.
 
     python -m benchmarks.heap_trace                              # 1024 px, 20 steps, auto and mapped, twice
     python -m benchmarks.heap_trace --configs auto,budget=3G -n 20 --repeats 1
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib.metadata
 import json
 import os
 import shutil
@@ -46,14 +47,14 @@ import tempfile
 import threading
 import time
 
+from nst_core.malloc import MIMALLOC_PACKAGE, allocator, mimalloc_library
+
 from .run_benchmark import IMAGES, REPO, describe_machine
 
 DEFAULT_CONFIGS = ("auto", "mapped")
 #: Configurations by name, and by prefix with a value.
 NAMED_CONFIGS = ("auto", "mapped", "heap", "mimalloc")
 VALUED_CONFIGS = ("budget=", "trim=", "mimalloc=")
-#: The package that ships mimalloc's library (``bench`` extra), and where in it the library lies.
-MIMALLOC_PACKAGE, MIMALLOC_LIBRARY = "cmeel-mimalloc", "lib/libmimalloc.so"
 _MiB = 1 << 20
 
 
@@ -66,7 +67,7 @@ class _MallInfo2(ctypes.Structure):
 def _mallinfo2():
     """glibc's ``mallinfo2`` (2.33 and later), or ``None`` (also where mimalloc serves ``malloc``)."""
     process = ctypes.CDLL(None)
-    if hasattr(process, "mi_version"):
+    if allocator().startswith("mimalloc"):
         return None
     try:
         function = process.mallinfo2
@@ -164,16 +165,6 @@ def child(config: str, photo: str, painting: str, size: int, steps: int) -> None
     }))
 
 
-def mimalloc_library() -> str | None:
-    """The path of the mimalloc library that :data:`MIMALLOC_PACKAGE` installed, or ``None``."""
-    try:
-        files = importlib.metadata.distribution(MIMALLOC_PACKAGE).files or ()
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    found = [file for file in files if str(file).endswith(MIMALLOC_LIBRARY)]
-    return str(found[0].locate()) if found else None
-
-
 def _child_environment(config: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "plugins" / "cli"), os.environ.get("PYTHONPATH", "")])
@@ -214,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown configuration {config!r}: auto, mapped, heap, budget=SIZE, trim=MIB, mimalloc "
                      "or mimalloc=MS")
     if any(config.startswith("mimalloc") for config in configs) and not mimalloc_library():
-        parser.error(f"the mimalloc configurations need the {MIMALLOC_PACKAGE} package: pip install -e '.[bench]'")
+        parser.error(f"the mimalloc configurations need the {MIMALLOC_PACKAGE} package: pip install -e .")
     machine = describe_machine()
     print(f"# {machine['cpu']} ({', '.join(machine['flags'])}), {machine['cores']} cores, torch {machine['torch']}; "
           f"{os.path.basename(args.photo)} x {os.path.basename(args.painting)}, {args.size} px, {args.steps} steps",

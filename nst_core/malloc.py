@@ -23,6 +23,19 @@ asks PyTorch to back them with transparent huge pages, which the kernel fills in
 Within :func:`large_blocks_from_heap` (the steps of a large image's long optimization) malloc
 serves them from its heap too, so that a step reuses the previous step's memory instead of having
 it zero-filled.
+
+The ``nst-core`` command runs under Microsoft's mimalloc (MIT licence) instead, where the package
+``cmeel-mimalloc`` installed its library (a dependency on Linux x86-64 and aarch64): the command
+starts itself again with the library in ``LD_PRELOAD`` (:func:`preload_environment`, used by
+:mod:`nst_cli.launch`). mimalloc keeps freed blocks of every size in per-size pages and hands
+memory back a second after it is freed (its purge delay). Measured with the command on a 2-core AMD
+EPYC (AVX2, fp32, Winograd's convolutions, 40 steps, alternating runs): at 512 px 4–8 % less peak
+RSS and 4–5 % less time on three pairs; at 1024×768 15–20 % less peak RSS, and with purging off
+(about what :func:`large_blocks_from_heap` sets under mimalloc) 2589–2590 MB against glibc's
+3021–3302 MB in the same time. Nothing here changes glibc's settings where mimalloc serves ``malloc``.
+
+This module imports only the standard library: :mod:`nst_cli.launch` loads it on its own, before
+anything imports PyTorch.
 """
 
 from __future__ import annotations
@@ -55,6 +68,24 @@ ARENA_MAX = 1
 #: Environment variables by which a user sets glibc's malloc themselves.
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
 
+#: The package that ships mimalloc's library, and where in it the library lies.
+MIMALLOC_PACKAGE, MIMALLOC_LIBRARY = "cmeel-mimalloc", "lib/libmimalloc.so"
+#: The variable by which a user chooses the command's allocator: ``system`` keeps the C library's
+#: ``malloc`` (with the settings above), ``mimalloc`` (or unset) asks for mimalloc.
+ALLOCATOR_SETTING = "NST_CORE_MALLOC"
+ALLOCATORS = ("mimalloc", "system")
+#: mimalloc 3's ``mi_option_purge_delay`` (``mimalloc.h``'s ``mi_option_e``): milliseconds before
+#: freed memory is handed back to the system; -1 never.
+_MI_OPTION_PURGE_DELAY = 15
+#: mimalloc's purge delay within :func:`large_blocks_from_heap`: an hour, longer than any stage, so
+#: that a step reuses what the last one freed. Not -1 ("never"): memory freed while purging is off
+#: is never purged afterwards, not even by ``mi_collect``; freed memory scheduled an hour ahead is
+#: handed back by ``mi_collect(True)`` on exit (measured with mimalloc 3.4.3).
+HEAP_PURGE_DELAY_MS = 3_600_000
+#: The first mimalloc version (``mi_version()``: 3.0.0, numbered major, two digits minor, two digits
+#: patch; 2.x had one digit each) whose options are numbered as :data:`_MI_OPTION_PURGE_DELAY` assumes.
+_MIMALLOC_OPTIONS_SINCE = 30000
+
 
 def _libc() -> ctypes.CDLL:
     """The C library, with ``mallopt``'s and ``malloc_trim``'s signatures."""
@@ -65,15 +96,76 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
+def mimalloc_library() -> str | None:
+    """The path of the mimalloc library that :data:`MIMALLOC_PACKAGE` installed, or ``None``."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution(MIMALLOC_PACKAGE).files or ()
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [str(file.locate()) for file in files if str(file).endswith(MIMALLOC_LIBRARY)]
+    return next((path for path in found if os.path.isfile(path)), None)
+
+
+def preload_environment(environ: dict[str, str] | os._Environ) -> dict[str, str] | None:
+    """``environ`` with mimalloc's library in ``LD_PRELOAD``, for a process that should start again
+    under it; ``None`` where it should not.
+
+    Not where: the system is not Linux with glibc; ``LD_PRELOAD`` is set already (the user's, or
+    this one); the user chose malloc settings (:data:`USER_SETTINGS`) or the system allocator
+    (:data:`ALLOCATOR_SETTING`); the library is not installed.
+    """
+    if (environ.get(ALLOCATOR_SETTING) or "mimalloc") != "mimalloc" or environ.get("LD_PRELOAD"):
+        return None
+    if any(name in environ for name in USER_SETTINGS) or not _glibc():
+        return None
+    library = mimalloc_library()
+    return None if library is None else {**environ, "LD_PRELOAD": library}
+
+
+def _glibc() -> bool:
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def _mimalloc() -> ctypes.CDLL | None:
+    """This process's mimalloc where it serves ``malloc`` (its functions are global: preloaded or
+    linked in), with the signatures used here; else ``None``."""
+    try:
+        found = ctypes.CDLL(None)
+        found.mi_version.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    found.mi_option_get.argtypes = (ctypes.c_int,)
+    found.mi_option_get.restype = ctypes.c_long
+    found.mi_option_set.argtypes = (ctypes.c_int, ctypes.c_long)
+    found.mi_collect.argtypes = (ctypes.c_bool,)
+    return found
+
+
+def allocator() -> str:
+    """Which ``malloc`` serves this process: ``mimalloc X.Y.Z``, ``glibc`` or the C library's name."""
+    mimalloc = _mimalloc()
+    if mimalloc is not None:
+        version = mimalloc.mi_version()
+        digits = 100 if version >= _MIMALLOC_OPTIONS_SINCE else 10
+        return f"mimalloc {version // digits**2}.{version // digits % digits}.{version % digits}"
+    return platform.libc_ver()[0] or platform.system()
+
+
 def reuse_freed_memory(*, override: bool = False) -> bool:
     """Set glibc's ``mmap`` and trim thresholds and its arena count for a tensor workload; ``True`` if set.
 
     Without ``override`` nothing changes when the environment holds a malloc setting of the
-    user's (:data:`USER_SETTINGS`). Nothing changes off glibc.
+    user's (:data:`USER_SETTINGS`). Nothing changes off glibc, or where mimalloc serves ``malloc``
+    (then :func:`large_blocks_from_heap` sets mimalloc's purge delay instead).
     """
+    if _mimalloc() is not None:
+        _heap.ours = "mimalloc"
+        return False
     if not override and any(name in os.environ for name in USER_SETTINGS):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return False
     try:
         mallopt = _libc().mallopt
@@ -81,16 +173,18 @@ def reuse_freed_memory(*, override: bool = False) -> bool:
         return False
     ours = all([mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
                 mallopt(_M_ARENA_MAX, ARENA_MAX)])
-    _heap.ours = ours
+    _heap.ours = "glibc" if ours else ""
     return ours
 
 
 class _HeapState:
-    """Whether malloc's settings are nst-core's, and how many :func:`large_blocks_from_heap` are open."""
+    """Which allocator's settings nst-core manages (``glibc``, ``mimalloc`` or ``""``: none), how
+    many :func:`large_blocks_from_heap` are open, and mimalloc's purge delay before the first."""
 
     def __init__(self) -> None:
-        self.ours = False
+        self.ours = ""
         self.open = 0
+        self.purge_delay = 0
         self.lock = threading.Lock()
 
 
@@ -98,6 +192,16 @@ _heap = _HeapState()
 
 
 def _set_heap_only(on: bool) -> None:
+    if _heap.ours == "mimalloc":
+        mimalloc = _mimalloc()
+        if mimalloc is None or mimalloc.mi_version() < _MIMALLOC_OPTIONS_SINCE:
+            return
+        if on:
+            _heap.purge_delay = mimalloc.mi_option_get(_MI_OPTION_PURGE_DELAY)
+        mimalloc.mi_option_set(_MI_OPTION_PURGE_DELAY, HEAP_PURGE_DELAY_MS if on else _heap.purge_delay)
+        if not on:
+            mimalloc.mi_collect(True)  # hand the freed memory back now
+        return
     libc = _libc()
     libc.mallopt(_M_MMAP_MAX, 0 if on else MMAP_MAX)
     libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD if on else TRIM_THRESHOLD)
@@ -107,7 +211,8 @@ def _set_heap_only(on: bool) -> None:
 @contextlib.contextmanager
 def large_blocks_from_heap() -> Iterator[bool]:
     """Within: malloc serves blocks of every size from its heap and keeps what is freed; yields
-    whether it does (only where :func:`reuse_freed_memory` set malloc up).
+    whether it does (only where :func:`reuse_freed_memory` set malloc up, or mimalloc serves it:
+    then its purge delay is :data:`HEAP_PURGE_DELAY_MS` within, so that it keeps freed memory too).
 
     Blocks above the ``mmap`` threshold are otherwise mapped afresh at every step and zero-filled
     by the kernel: at 1024×768 that is most of a step's 6 GB of allocations, and 10–12 s of kernel
@@ -118,7 +223,7 @@ def large_blocks_from_heap() -> Iterator[bool]:
     setting, which holds until the last one exits.
     """
     with _heap.lock:
-        active = _heap.ours
+        active = bool(_heap.ours)
         if active:
             _heap.open += 1
             if _heap.open == 1:

@@ -22,7 +22,7 @@ from .errors import ConfigError, InputError, setting
 from .image import long_side_size, resize_to, to_array, to_tensor
 from .init_methods import accepts_styles
 from .losses import grams_as_computed
-from .malloc import large_blocks_from_heap
+from .malloc import allocator, large_blocks_from_heap
 from .memory import (
     MIN_HISTORY,
     MemoryPlan,
@@ -240,6 +240,7 @@ class _Run:
                 "scales": " ".join(stage.label for stage in stages),
                 "tiling": tiling,
                 "max_memory": str(memory_budget),
+                "allocator": allocator(),
             },
         )
 

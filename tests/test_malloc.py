@@ -1,7 +1,8 @@
-"""nst-core keeps freed tensor buffers in the heap (glibc), in Dask workers too, and leaves a
-user's malloc settings alone."""
+"""nst-core keeps freed tensor buffers in the heap (glibc, or mimalloc for the command), in Dask workers
+too, and leaves a user's malloc settings alone."""
 
 import ctypes
+import json
 import os
 import platform
 import subprocess
@@ -112,6 +113,7 @@ def test_importing_nst_core_keeps_other_threads_in_the_main_heap():
 
 _HEAP_STEPS = """
 import ctypes
+import json
 import nst_core.malloc as m
 from tests.test_malloc import large_block_source as source
 
@@ -168,3 +170,91 @@ def test_a_large_long_stage_takes_its_steps_with_blocks_from_the_heap(random_wei
         stylize(content, [style], config=Config(size=48, iterations=2), plugins=[probe])
         assert probe.during == [expected, expected]
         assert large_block_source(64 << 20) == "mmap"  # back once the steps end
+
+
+_MIMALLOC_STEPS = """
+import ctypes, time
+import nst_core.malloc as m
+
+def rss_mb():
+    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1024
+
+mi = m._mimalloc()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+delay = lambda: str(mi.mi_option_get(m._MI_OPTION_PURGE_DELAY))
+out = [m.allocator().split()[0], m._heap.ours, str(m.reuse_freed_memory(override=True)), delay()]
+with m.large_blocks_from_heap() as on:
+    out += [str(on), delay()]
+    before = rss_mb()
+    for _ in range(3):  # a few steps' worth of large blocks, freed
+        blocks = [libc.malloc(n << 20) for n in (90, 40, 7)]
+        for block, n in zip(blocks, (90, 40, 7)):
+            ctypes.memset(block, 1, n << 20)
+        for block in blocks:
+            libc.free(ctypes.c_void_p(block))
+    time.sleep(0.2)
+    kept = rss_mb()
+out += [delay(), str(kept - before >= 100), str(kept - rss_mb() >= 100)]  # kept within, handed back on exit
+print(' '.join(out))
+"""
+
+
+@pytest.fixture
+def mimalloc_library():
+    from nst_core.malloc import mimalloc_library
+
+    library = mimalloc_library()
+    if library is None:
+        pytest.skip("cmeel-mimalloc is not installed (it is a dependency on Linux x86-64 and aarch64)")
+    return library
+
+
+def test_under_mimalloc_large_blocks_stay_resident_within_and_go_back_after(mimalloc_library):
+    # 1234 ms set by mimalloc's own variable proves which option nst_core.malloc reads and sets
+    out = _printed(_MIMALLOC_STEPS, without=MALLOC_SETTINGS, LD_PRELOAD=mimalloc_library,
+                   MIMALLOC_PURGE_DELAY="1234")
+    from nst_core.malloc import HEAP_PURGE_DELAY_MS
+
+    # glibc's settings are left alone even when asked for: mimalloc serves malloc
+    assert out == f"mimalloc mimalloc False 1234 True {HEAP_PURGE_DELAY_MS} 1234 True True"
+
+
+def _command_allocator(small_files, output, **env) -> str:
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith((*MALLOC_SETTINGS, "LD_PRELOAD"))}
+    done = subprocess.run([str(Path(sys.executable).with_name("nst-core")), "run", *map(str, small_files), "-o",
+                           str(output), "--size", "32", "-n", "1", "--progress", "json"],
+                          env=environment | env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert output.is_file()
+    return json.loads(done.stdout.splitlines()[-1])["info"]["allocator"].split()[0]
+
+
+def test_the_command_runs_under_mimalloc_unless_the_user_chose_malloc(
+        mimalloc_library, random_weights, small_files, tmp_path):
+    assert _command_allocator(small_files, tmp_path / "a.png") == "mimalloc"
+    assert _command_allocator(small_files, tmp_path / "b.png", NST_CORE_MALLOC="system") == "glibc"
+    assert _command_allocator(small_files, tmp_path / "c.png", MALLOC_ARENA_MAX="2") == "glibc"  # glibc's, set
+
+
+def test_an_unknown_allocator_is_a_one_line_error(tmp_path):
+    from tests.test_cli import one_line_error, run_cli
+
+    proc = run_cli("run", tmp_path / "c.png", tmp_path / "s.png", "-o", tmp_path / "o.png",
+                   env={"NST_CORE_MALLOC": "jemalloc"})
+    assert "NST_CORE_MALLOC must be mimalloc or system, not 'jemalloc'" in one_line_error(proc, 2)
+
+
+def test_a_time_budget_counts_from_the_commands_first_start(monkeypatch):
+    import time
+
+    from nst_cli import launch
+
+    first = time.perf_counter() - 5.0
+    monkeypatch.setenv(launch.STARTED_SETTING, repr(first))
+    assert launch.started() == first
+    assert launch.STARTED_SETTING not in os.environ  # not passed on to the command's children
+    for nonsense in ("soon", repr(time.perf_counter() + 100), repr(first - 3600)):
+        monkeypatch.setenv(launch.STARTED_SETTING, nonsense)
+        assert time.perf_counter() - launch.started() < 1.0

@@ -1,5 +1,3 @@
-import sys
+from .launch import main
 
-from .main import main
-
-sys.exit(main())
+main()

@@ -12,15 +12,16 @@ batch ends with 0 when every photo was painted, else 1 if one failed at run time
 
 from __future__ import annotations
 
-import time
+from .launch import started
 
-STARTED = time.perf_counter()  # a time budget counts from here: start-up and loading included
+STARTED = started()  # a time budget counts from here (the command's first start): start-up and loading included
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -849,6 +850,15 @@ def command_gimp(args: argparse.Namespace) -> int:
     return EXIT_OK if all(ok for ok, _ in checks) else EXIT_RUNTIME
 
 
+def _check_allocator_setting() -> None:
+    """A value of ``NST_CORE_MALLOC`` that :mod:`nst_cli.launch` would not understand is bad input."""
+    from nst_core.malloc import ALLOCATOR_SETTING, ALLOCATORS
+
+    chosen = os.environ.get(ALLOCATOR_SETTING) or ALLOCATORS[0]
+    if chosen not in ALLOCATORS:
+        raise UsageError(f"{ALLOCATOR_SETTING} must be {' or '.join(ALLOCATORS)}, not {chosen!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -862,6 +872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as error:  # noqa: BLE001 - a broken installation
             return _fail(f"cannot import nst_core ({error})", EXIT_RUNTIME, json_mode)
         try:
+            _check_allocator_setting()
             args = build_parser().parse_args(argv)
             return _COMMANDS[args.command](args)
         except NstError as error:
