@@ -74,6 +74,8 @@ MIMALLOC_PACKAGE, MIMALLOC_LIBRARY = "cmeel-mimalloc", "lib/libmimalloc.so"
 #: ``malloc`` (with the settings above), ``mimalloc`` (or unset) asks for mimalloc.
 ALLOCATOR_SETTING = "NST_CORE_MALLOC"
 ALLOCATORS = ("mimalloc", "system")
+#: mimalloc's own variable for its purge delay: set, nst-core leaves the delay as the user chose.
+MIMALLOC_USER_SETTING = "MIMALLOC_PURGE_DELAY"
 #: mimalloc 3's ``mi_option_purge_delay`` (``mimalloc.h``'s ``mi_option_e``): milliseconds before
 #: freed memory is handed back to the system; -1 never.
 _MI_OPTION_PURGE_DELAY = 15
@@ -157,11 +159,12 @@ def reuse_freed_memory(*, override: bool = False) -> bool:
     """Set glibc's ``mmap`` and trim thresholds and its arena count for a tensor workload; ``True`` if set.
 
     Without ``override`` nothing changes when the environment holds a malloc setting of the
-    user's (:data:`USER_SETTINGS`). Nothing changes off glibc, or where mimalloc serves ``malloc``
-    (then :func:`large_blocks_from_heap` sets mimalloc's purge delay instead).
+    user's (:data:`USER_SETTINGS`). Nothing changes off glibc, or where mimalloc serves ``malloc``:
+    then :func:`large_blocks_from_heap` sets mimalloc's purge delay instead, unless the user set
+    it (:data:`MIMALLOC_USER_SETTING`) and there is no ``override``.
     """
     if _mimalloc() is not None:
-        _heap.ours = "mimalloc"
+        _heap.ours = "mimalloc" if override or MIMALLOC_USER_SETTING not in os.environ else ""
         return False
     if not override and any(name in os.environ for name in USER_SETTINGS):
         return False
