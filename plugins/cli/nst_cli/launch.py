@@ -58,9 +58,7 @@ def start_under_mimalloc(started_at: float) -> None:
     if environment is None:
         return
     environment[STARTED_SETTING] = repr(started_at)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    try:
+    try:  # nothing is written before: no buffer to flush (and stdout may be closed)
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
     except OSError:
         return  # run on as it is
