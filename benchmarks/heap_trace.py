@@ -22,7 +22,7 @@ Configurations:
   peaked at 3093 MB in 150.5 s against 2692 MB in 137.5 s as shipped, so the top stays kept;
 * ``mimalloc``: the child runs under Microsoft's mimalloc instead of glibc's malloc
   (``LD_PRELOAD`` of the library that the ``cmeel-mimalloc`` package ships), as the command does
-  since stop 34 (:mod:`nst_cli.launch`): mimalloc's defaults, with purging off within
+  since stop 34 (:mod:`nst_cli.launch`): mimalloc's defaults, with an hour's purge delay within
   :func:`nst_core.malloc.large_blocks_from_heap`; ``mimalloc=MS`` sets its purge delay for the
   whole run (``MIMALLOC_PURGE_DELAY``: how long freed memory stays resident before it is handed
   back; -1 keeps it). glibc's heap figures are then not the process's, and the table leaves them out.
@@ -66,12 +66,11 @@ class _MallInfo2(ctypes.Structure):
 
 def _mallinfo2():
     """glibc's ``mallinfo2`` (2.33 and later), or ``None`` (also where mimalloc serves ``malloc``)."""
-    process = ctypes.CDLL(None)
     if allocator().startswith("mimalloc"):
         return None
     try:
-        function = process.mallinfo2
-    except AttributeError:
+        function = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
         return None
     function.restype = _MallInfo2
     return function

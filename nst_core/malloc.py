@@ -28,11 +28,10 @@ The ``nst-core`` command runs under Microsoft's mimalloc (MIT licence) instead, 
 ``cmeel-mimalloc`` installed its library (a dependency on Linux x86-64 and aarch64): the command
 starts itself again with the library in ``LD_PRELOAD`` (:func:`preload_environment`, used by
 :mod:`nst_cli.launch`). mimalloc keeps freed blocks of every size in per-size pages and hands
-memory back a second after it is freed (its purge delay). Measured with the command on a 2-core AMD
-EPYC (AVX2, fp32, Winograd's convolutions, 40 steps, alternating runs): at 512 px 4–8 % less peak
-RSS and 4–5 % less time on three pairs; at 1024×768 15–20 % less peak RSS, and with purging off
-(about what :func:`large_blocks_from_heap` sets under mimalloc) 2589–2590 MB against glibc's
-3021–3302 MB in the same time. Nothing here changes glibc's settings where mimalloc serves ``malloc``.
+memory back a second after it is freed (its purge delay). Measured with the command as shipped on
+a 2-core AMD EPYC (AVX2, fp32, Winograd's convolutions, 40 steps, alternating runs): at 1024×768
+2576 and 2577 MB peak RSS against glibc's 2991 and 2696 MB in about the same time; at 512 px
+3–7 % less on three pairs. Nothing here changes glibc's settings where mimalloc serves ``malloc``.
 
 This module imports only the standard library: :mod:`nst_cli.launch` loads it on its own, before
 anything imports PyTorch.
@@ -110,6 +109,12 @@ def mimalloc_library() -> str | None:
     return next((path for path in found if os.path.isfile(path)), None)
 
 
+def chosen_allocator(environ: dict[str, str] | os._Environ) -> str:
+    """The allocator :data:`ALLOCATOR_SETTING` asks for (the first of :data:`ALLOCATORS` where unset
+    or empty); any other value is returned as it is, for the caller to reject."""
+    return environ.get(ALLOCATOR_SETTING) or ALLOCATORS[0]
+
+
 def preload_environment(environ: dict[str, str] | os._Environ) -> dict[str, str] | None:
     """``environ`` with mimalloc's library in ``LD_PRELOAD``, for a process that should start again
     under it; ``None`` where it should not.
@@ -118,7 +123,7 @@ def preload_environment(environ: dict[str, str] | os._Environ) -> dict[str, str]
     this one); the user chose malloc settings (:data:`USER_SETTINGS`) or the system allocator
     (:data:`ALLOCATOR_SETTING`); the library is not installed.
     """
-    if (environ.get(ALLOCATOR_SETTING) or "mimalloc") != "mimalloc" or environ.get("LD_PRELOAD"):
+    if chosen_allocator(environ) != "mimalloc" or environ.get("LD_PRELOAD"):
         return None
     if any(name in environ for name in USER_SETTINGS) or not _glibc():
         return None
@@ -160,11 +165,14 @@ def reuse_freed_memory(*, override: bool = False) -> bool:
 
     Without ``override`` nothing changes when the environment holds a malloc setting of the
     user's (:data:`USER_SETTINGS`). Nothing changes off glibc, or where mimalloc serves ``malloc``:
-    then :func:`large_blocks_from_heap` sets mimalloc's purge delay instead, unless the user set
-    it (:data:`MIMALLOC_USER_SETTING`) and there is no ``override``.
+    then :func:`large_blocks_from_heap` sets mimalloc's purge delay instead (mimalloc 3 and later),
+    unless the user set it (:data:`MIMALLOC_USER_SETTING`) and there is no ``override``.
     """
-    if _mimalloc() is not None:
-        _heap.ours = "mimalloc" if override or MIMALLOC_USER_SETTING not in os.environ else ""
+    mimalloc = _mimalloc()
+    if mimalloc is not None:
+        users = MIMALLOC_USER_SETTING in os.environ and not override
+        ours = mimalloc.mi_version() >= _MIMALLOC_OPTIONS_SINCE and not users
+        _heap.ours = "mimalloc" if ours else ""
         return False
     if not override and any(name in os.environ for name in USER_SETTINGS):
         return False
@@ -197,8 +205,6 @@ _heap = _HeapState()
 def _set_heap_only(on: bool) -> None:
     if _heap.ours == "mimalloc":
         mimalloc = _mimalloc()
-        if mimalloc is None or mimalloc.mi_version() < _MIMALLOC_OPTIONS_SINCE:
-            return
         if on:
             _heap.purge_delay = mimalloc.mi_option_get(_MI_OPTION_PURGE_DELAY)
         mimalloc.mi_option_set(_MI_OPTION_PURGE_DELAY, HEAP_PURGE_DELAY_MS if on else _heap.purge_delay)

@@ -113,7 +113,6 @@ def test_importing_nst_core_keeps_other_threads_in_the_main_heap():
 
 _HEAP_STEPS = """
 import ctypes
-import json
 import nst_core.malloc as m
 from tests.test_malloc import large_block_source as source
 
@@ -224,9 +223,10 @@ def test_under_mimalloc_large_blocks_stay_resident_within_and_go_back_after(mima
 
 
 def _command_allocator(small_files, output, **env) -> str:
+    from tests.test_cli import NST_CORE
 
     environment = {k: v for k, v in os.environ.items() if not k.startswith((*MALLOC_SETTINGS, "LD_PRELOAD"))}
-    done = subprocess.run([str(Path(sys.executable).with_name("nst-core")), "run", *map(str, small_files), "-o",
+    done = subprocess.run([str(NST_CORE), "run", *map(str, small_files), "-o",
                            str(output), "--size", "32", "-n", "1", "--progress", "json"],
                           env=environment | env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

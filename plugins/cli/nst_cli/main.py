@@ -852,9 +852,9 @@ def command_gimp(args: argparse.Namespace) -> int:
 
 def _check_allocator_setting() -> None:
     """A value of ``NST_CORE_MALLOC`` that :mod:`nst_cli.launch` would not understand is bad input."""
-    from nst_core.malloc import ALLOCATOR_SETTING, ALLOCATORS
+    from nst_core.malloc import ALLOCATOR_SETTING, ALLOCATORS, chosen_allocator
 
-    chosen = os.environ.get(ALLOCATOR_SETTING) or ALLOCATORS[0]
+    chosen = chosen_allocator(os.environ)
     if chosen not in ALLOCATORS:
         raise UsageError(f"{ALLOCATOR_SETTING} must be {' or '.join(ALLOCATORS)}, not {chosen!r}")
 
