@@ -247,6 +247,7 @@ def test_an_unknown_allocator_is_a_one_line_error(tmp_path):
     proc = run_cli("run", tmp_path / "c.png", tmp_path / "s.png", "-o", tmp_path / "o.png",
                    env={"NST_CORE_MALLOC": "jemalloc"})
     assert "NST_CORE_MALLOC must be mimalloc or system, not 'jemalloc'" in one_line_error(proc, 2)
+    assert "NST_CORE_MALLOC=system" in run_cli("--help").stdout  # the way back is in the help
 
 
 def test_a_time_budget_counts_from_the_commands_first_start(monkeypatch):

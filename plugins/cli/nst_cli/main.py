@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         Config,
         describe_preset,
     )
+    from nst_core.malloc import ALLOCATOR_SETTING
     from nst_core.plugins import shared_registries
 
     registries = shared_registries()
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="nst-core",
         description="Neural style transfer: paint a photo in the style of a painting.",
+        epilog=f"On Linux the command runs under the mimalloc allocator; {ALLOCATOR_SETTING}=system keeps the "
+               "C library's malloc.",
     )
     parser.add_argument("--version", action="version", version=f"nst-core {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
